@@ -1,0 +1,66 @@
+"""cartpk: differentiable PK/PD of CAR-T cells across blood, stroma and tumour, on JAX.
+
+Public API (everything else is internal):
+
+- models: :class:`Multiphasic` (Stein 2019), :class:`BloodStromaTumour` (mechanistic),
+  :class:`AbstractModel` to define your own, with :class:`Parameter` and :class:`State`;
+- therapies: :class:`AbstractTherapy`, :func:`combine`, the registry :data:`THERAPIES`;
+- dosing: :class:`Dose`, :class:`Regimen`, :func:`stack_regimens`;
+- simulation: :func:`simulate`, :func:`simulate_population`, :class:`Solution`;
+- data: :func:`list_datasets`, :func:`load_dataset`, :func:`read_nonmem`;
+- units: :mod:`cartpk.units`; errors: :class:`CartpkError` and subclasses.
+
+cartpk computes in float64: call :func:`enable_x64` once before use.
+"""
+
+from . import units
+from .channels import CHANNELS
+from .datasets import list_datasets, load_dataset
+from .errors import (
+    CartpkError,
+    DatasetError,
+    OutputError,
+    ParameterError,
+    RegimenError,
+    ScenarioError,
+)
+from .models import AbstractModel, BloodStromaTumour, Multiphasic
+from .parameters import Parameter, State
+from .precision import enable_x64, require_x64
+from .regimen import Dose, DoseArrays, Regimen, stack_regimens
+from .simulate import FAILURES, SimulationWarning, Solution, simulate, simulate_population
+from .therapies import THERAPIES, AbstractTherapy, combine
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CHANNELS",
+    "FAILURES",
+    "THERAPIES",
+    "AbstractModel",
+    "AbstractTherapy",
+    "BloodStromaTumour",
+    "CartpkError",
+    "DatasetError",
+    "Dose",
+    "DoseArrays",
+    "Multiphasic",
+    "OutputError",
+    "Parameter",
+    "ParameterError",
+    "Regimen",
+    "RegimenError",
+    "ScenarioError",
+    "SimulationWarning",
+    "Solution",
+    "State",
+    "combine",
+    "enable_x64",
+    "list_datasets",
+    "load_dataset",
+    "require_x64",
+    "simulate",
+    "simulate_population",
+    "stack_regimens",
+    "units",
+]

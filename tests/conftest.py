@@ -1,0 +1,3 @@
+import cartpk
+
+cartpk.enable_x64()
