@@ -307,9 +307,12 @@ def test_arrays_are_jittable():
 def test_file_not_modified(tmp_path):
     path = write(tmp_path, GOOD)
     os.utime(path, ns=(1_000_000_000_000_000_000, 1_000_000_000_000_000_000))
-    before = path.read_bytes(), path.stat().st_mtime_ns
+    path.chmod(0o444)  # reading needs no write access
+    before = path.read_bytes(), path.stat().st_mtime_ns, path.stat().st_mode
     read_nonmem(path).to_arrays()
-    assert (path.read_bytes(), path.stat().st_mtime_ns) == before
+    with raises(f"{path}: column CMT: dose into unknown compartment 2 in row(s) 5 (known: 1)"):
+        read_nonmem(path, compartments={1: "blood"})
+    assert (path.read_bytes(), path.stat().st_mtime_ns, path.stat().st_mode) == before
 
 
 # ------------------------------------------------------------------------------------------------

@@ -52,8 +52,6 @@ def plausible_tables(draw):
     frame = pd.DataFrame(records, dtype=object)
     core = ("ID", "TIME", "DV", "AMT", "CENS", "LIMIT")
     frame = frame[[c for c in frame.columns if c in core or draw(st.booleans())]]
-    if draw(st.booleans()):
-        frame = frame.replace(".", np.nan).infer_objects()  # numeric dtypes, NaN for missing
     for _ in range(draw(st.sampled_from([0, 0, 1, 2, 3]))):
         action = draw(st.sampled_from(["cell", "drop", "duplicate", "shuffle", "rename", "add"]))
         if action == "cell":
@@ -77,6 +75,8 @@ def plausible_tables(draw):
             name = draw(st.sampled_from(NAMES))
             if name not in frame.columns:
                 frame[name] = [draw(cells) for _ in range(len(frame))]
+    if draw(st.booleans()):
+        frame = frame.replace(".", np.nan).infer_objects()  # numeric dtypes where possible
     return frame
 
 

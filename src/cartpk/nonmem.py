@@ -383,7 +383,8 @@ class NonmemData:
             used = ", ".join(f"{_fmt(k)} -> {v}" for k, v in self.compartments.items())
             lines.append(f"  compartments: {used}")
         else:
-            lines.append("  compartments: " + (", ".join(self._dose_names) or "none"))
+            dosed = ", ".join(self._dose_names) or "none"
+            lines.append(f"  compartments: {dosed} (dose targets; no mapping given)")
         return "\n".join(lines)
 
 
@@ -461,6 +462,9 @@ class _Reader:
         if isinstance(source, pd.DataFrame):
             self.rows = np.arange(1, len(source) + 1)
             names = [str(c).strip() for c in source.columns]
+            for j, name in enumerate(names):
+                if not name:
+                    self.fail(f"column {j + 1} has no name")
             return names, [source.iloc[:, j] for j in range(source.shape[1])]
         if not isinstance(source, str | os.PathLike):
             raise TypeError(

@@ -56,7 +56,8 @@ class Parameter:
             raise ParameterError(f"parameter {self.name}: a logit transform needs finite bounds")
         if not self.lower <= self.default <= self.upper:
             raise ParameterError(
-                f"parameter {self.name}: default {self.default} outside [{self.lower}, {self.upper}]"
+                f"parameter {self.name}: default {self.default} outside "
+                f"[{self.lower}, {self.upper}]"
             )
 
     def to_unconstrained(self, value):

@@ -121,7 +121,10 @@ class Regimen:
         if any(f < 0 for f in fractions) or not math.isclose(sum(fractions), 1.0, rel_tol=1e-9):
             raise RegimenError(f"split fractions must be >= 0 and sum to 1, got {list(fractions)}")
         return cls(
-            tuple(Dose(t, total * f, compartment, duration) for f, t in zip(fractions, days))
+            tuple(
+                Dose(t, total * f, compartment, duration)
+                for f, t in zip(fractions, days, strict=True)
+            )
         )
 
     def check_compartments(self, state_names: Sequence[str]) -> None:
@@ -139,6 +142,9 @@ class Regimen:
 
     def to_arrays(self, state_names: Sequence[str], n_events: int | None = None) -> DoseArrays:
         """Fixed-shape arrays for jitted code, padded to ``n_events`` events."""
+        return DoseArrays(*map(jnp.asarray, self._numpy_arrays(state_names, n_events)))
+
+    def _numpy_arrays(self, state_names, n_events):
         self.check_compartments(state_names)
         times = _event_times(self.doses)
         n = len(times) if n_events is None else n_events
@@ -159,7 +165,7 @@ class Regimen:
             else:
                 end = position[dose.time + dose.duration]
                 rate[k:end, j] += dose.rate
-        return DoseArrays(jnp.asarray(event_times), jnp.asarray(bolus), jnp.asarray(rate))
+        return event_times, bolus, rate
 
 
 def _event_times(doses: Iterable[Dose]) -> list[float]:
@@ -191,9 +197,5 @@ def stack_regimens(regimens: Sequence[Regimen], state_names: Sequence[str]) -> D
     if not regimens:
         raise RegimenError("no regimens to stack")
     n = max(max(r.n_events() for r in regimens), 1)
-    arrays = [r.to_arrays(state_names, n) for r in regimens]
-    return DoseArrays(
-        jnp.stack([a.times for a in arrays]),
-        jnp.stack([a.bolus for a in arrays]),
-        jnp.stack([a.rate for a in arrays]),
-    )
+    arrays = [r._numpy_arrays(state_names, n) for r in regimens]
+    return DoseArrays(*(jnp.asarray(np.stack(column)) for column in zip(*arrays, strict=True)))

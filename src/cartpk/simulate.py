@@ -44,6 +44,7 @@ FAILURES = (
 DEFAULT_SOLVER = dfx.Kvaerno5()
 DEFAULT_RTOL = 1e-8
 DEFAULT_MAX_STEPS = 4096
+DEFAULT_ADJOINT = dfx.RecursiveCheckpointAdjoint()
 
 
 class SimulationWarning(UserWarning):
@@ -116,7 +117,7 @@ def simulate(
     rtol: float = DEFAULT_RTOL,
     atol_scale: float = 1.0,
     max_steps: int = DEFAULT_MAX_STEPS,
-    adjoint: dfx.AbstractAdjoint = dfx.RecursiveCheckpointAdjoint(),
+    adjoint: dfx.AbstractAdjoint = DEFAULT_ADJOINT,
 ) -> Solution:
     """Simulate one patient.
 
@@ -210,7 +211,7 @@ def simulate_population(
     _check_times(np.asarray(times))
 
     solver = options.pop("solver", DEFAULT_SOLVER)
-    adjoint = options.pop("adjoint", dfx.RecursiveCheckpointAdjoint())
+    adjoint = options.pop("adjoint", DEFAULT_ADJOINT)
     max_steps = options.pop("max_steps", DEFAULT_MAX_STEPS)
     rtol = jnp.asarray(options.pop("rtol", DEFAULT_RTOL), dtype=float)
     atol_scale = jnp.asarray(options.pop("atol_scale", 1.0), dtype=float)
@@ -220,14 +221,18 @@ def simulate_population(
     pieces = []
     for start in range(0, n, chunk):
         part = slice(start, min(start + chunk, n))
+
+        def take(tree, part=part):
+            return jax.tree.map(lambda a: a[part], tree)
+
         pieces.append(
             _solve_batch(
                 model,
                 solver,
                 adjoint,
                 max_steps,
-                jax.tree.map(lambda a: a[part], params),
-                jax.tree.map(lambda a: a[part], doses),
+                take(params),
+                take(doses),
                 times,
                 rtol,
                 atol_scale,
@@ -249,7 +254,7 @@ def simulate_population(
 def _solve_one(model, solver, adjoint, max_steps, params, doses, times, rtol, atol_scale):
     n_states = len(model.states)
     y0 = model.pack(model.initial_state(params))
-    t_start = jnp.minimum(times[0], doses.times[0])
+    t_start = jnp.minimum(jnp.minimum(times[0], doses.times[0]), 0.0)
     t_end = times[-1]
     event_times = jnp.clip(doses.times, t_start, t_end)
     starts = jnp.concatenate([t_start[None], event_times])

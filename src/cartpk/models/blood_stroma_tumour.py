@@ -5,8 +5,9 @@ with blood; most CAR-T live there), perivascular tumour stroma, tumour nests (en
 CAR-T, antigen-positive and antigen-negative tumour cells), plus a microenvironment (vascular
 function, ECM density, chemokine, suppression; relative units, 1 = reference). The homeostatic
 niche opened by lymphodepletion closes exponentially from the infusion day, ``t = 0``:
-``L(t) = niche0 exp(-k_niche max(t, 0))``, so it does not depend on when integration starts. Therapies act only through effect channels
-(:mod:`cartpk.channels`). Full equations, units and sources: ``docs/model.md``.
+``L(t) = niche0 exp(-k_niche max(t, 0))``, so it does not depend on when integration starts.
+Therapies act only through effect channels (:mod:`cartpk.channels`). Full equations, units and
+sources: ``docs/model.md``.
 
 Two modes share every CAR-T product parameter:
 
@@ -31,7 +32,7 @@ from .base import AbstractModel
 
 MODES = ("blood", "solid")
 
-_CELL = 1e-3  # absolute tolerance for cell counts (cells)
+_CELL = 1e-7  # absolute tolerance for cell counts (cells); measured in docs/numerics.md
 _REL = 1e-9  # absolute tolerance for relative microenvironment levels (-)
 
 _STEIN = "Stein 2019, doi:10.1002/psp4.12388"

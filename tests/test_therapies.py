@@ -1,0 +1,220 @@
+"""Therapy modules: registry, channel hygiene, and the directions the literature supports.
+
+One combined solid-mode model holding every registered therapy is compiled once (module fixture)
+and reused: therapies are switched on by their doses, and the product-property modules (armoured
+CAR-T) by their parameters, so every scenario shares one compiled solve.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from cartpk.channels import CHANNELS, neutral_effects
+from cartpk.models.blood_stroma_tumour import BloodStromaTumour
+from cartpk.regimen import Dose, Regimen
+from cartpk.simulate import simulate
+from cartpk.therapies import THERAPIES, AbstractTherapy, Combined, combine
+
+TIMES = np.arange(-30.0, 61.0)  # d; CAR-T infusion on day 0
+AFTER = TIMES >= 0
+N_EVENTS = 80
+CART = Regimen.single(1e8, "blood_effector", 0.0)
+
+#: parameters that switch the constant product-property modules off (CAR-T alone)
+NEUTRAL = {
+    "c19_homing": 1.0,
+    "c19_expansion": 1.0,
+    "c19_persistence": 1.0,
+    "cx10_chemokine": 1.0,
+    "cxr6_homing": 1.0,
+    "sne_ecm": 1.0,
+}
+
+
+def _schedule(amount, state, start, interval, count):
+    return Regimen.schedule(amount, state, start=start, interval=interval, count=count)
+
+
+#: a representative regimen per therapy (empty for product properties: switched on by parameters)
+REGIMENS = {
+    "anti_vegf": _schedule(5 * 70.0, "bev_central", -7.0, 14.0, 2),
+    "hyaluronidase": _schedule(3 * 70.0, "hya_central", -7.0, 3.5, 10),
+    "fap_targeting": _schedule(10 * 70.0, "fap_central", -14.0, 14.0, 3),
+    "ccl19_il7": Regimen(),
+    "cxcl10": Regimen(),
+    "cxcr6": Regimen(),
+    "lymphodepletion": _schedule(1.0, "ld_drug", -5.0, 1.0, 3),
+    "radiotherapy": _schedule(2.0, "rt_dose", -10.0, 1.0, 5),
+    "suppression_targeting": _schedule(10 * 70.0, "sup_central", -7.0, 14.0, 4),
+    "checkpoint": _schedule(200.0, "pd1_central", 0.0, 21.0, 3),
+    "pak4_inhibition": _schedule(1.0, "pak4_exposure", -7.0, 1.0, 14),
+    "nab_paclitaxel": _schedule(220.0, "nab_central", -7.0, 7.0, 3),
+    "oncolytic_virus": Regimen.single(1.0, "ov_titre", -3.0),
+    "synnotch_enzyme": Regimen(),
+    "scaffold_delivery": Regimen.single(1.0, "scf_depot", 0.0),
+    "hypoxia_targeting": _schedule(1.0, "hyp_exposure", -3.0, 1.0, 10),
+    "metabolic_modulator": _schedule(1.0, "mct_exposure", -3.0, 1.0, 10),
+    "anti_ccr4": _schedule(70.0, "ccr4_central", -7.0, 7.0, 4),
+    "nanoparticle": _schedule(1.0, "np_carrier", -7.0, 7.0, 2),
+}
+
+#: parameters that switch each product-property module on at its defaults
+PRODUCT_PARAMS = {
+    "ccl19_il7": ("c19_homing", "c19_expansion", "c19_persistence"),
+    "cxcl10": ("cx10_chemokine",),
+    "cxcr6": ("cxr6_homing",),
+    "synnotch_enzyme": ("sne_ecm",),
+}
+
+
+@pytest.fixture(scope="module")
+def model():
+    return combine(BloodStromaTumour("solid"), *(cls() for cls in THERAPIES.values()))
+
+
+@pytest.fixture(scope="module")
+def run(model):
+    """Simulate CAR-T (day 0) plus ``regimen``; product properties off unless overridden."""
+
+    def _run(regimen=Regimen(), cart=CART, **overrides):
+        params = model.default_params(**{**NEUTRAL, **overrides})
+        doses = (cart + regimen).to_arrays(model.state_names, N_EVENTS)
+        solution = simulate(model, params, doses, TIMES)
+        assert int(solution.status) == 0
+        return solution
+
+    return _run
+
+
+@pytest.fixture(scope="module")
+def alone(run):
+    return run()
+
+
+def _auc(solution, name="tumour_car_t"):
+    values = np.asarray(solution.observables[name])
+    return float(np.trapezoid(values[AFTER], TIMES[AFTER]))
+
+
+def _at(solution, name, day):
+    return float(np.asarray(solution.observables[name])[TIMES == day][0])
+
+
+# -- registry and channel hygiene (no solve) ------------------------------------------------
+
+
+@pytest.mark.parametrize("name", sorted(THERAPIES))
+def test_registered_therapy_is_well_formed(name):
+    """Every module: unique prefixed names, documented units/sources, valid neutral channels."""
+    cls = THERAPIES[name]
+    assert issubclass(cls, AbstractTherapy) and cls.name == name and cls.description
+    therapy = cls()
+    core = BloodStromaTumour("solid")
+    combined = combine(core, therapy)
+    assert isinstance(combined, Combined)
+    for state in cls.states:
+        assert state.compartment == name and state.unit and state.atol <= 1e-6
+    for parameter in cls.parameters:
+        assert parameter.unit and parameter.source and parameter.description
+    prefixes = {x.name.split("_")[0] for x in cls.states + cls.parameters}
+    assert len(prefixes) <= 1
+    params = combined.default_params()
+    y = combined.initial_state(params)
+    effects = therapy.effects(0.0, y, params)
+    assert effects and set(effects) <= set(CHANNELS)
+    if cls.states and name not in PRODUCT_PARAMS:
+        # undosed drug modules are neutral
+        neutral = neutral_effects()
+        for channel, value in effects.items():
+            assert float(value) == pytest.approx(float(neutral[channel]))
+
+
+def test_nanoparticle_rejects_unknown_channel():
+    with pytest.raises(Exception, match="unknown effect channel"):
+        THERAPIES["nanoparticle"](channel="not_a_channel")
+
+
+# -- every therapy simulates with the core -------------------------------------------------
+
+
+@pytest.mark.parametrize("name", sorted(THERAPIES))
+def test_each_therapy_simulates(run, name):
+    """Each registered therapy, dosed (or switched on) alone with CAR-T, solves with status 0."""
+    overrides = {}
+    for parameter in PRODUCT_PARAMS.get(name, ()):
+        spec = next(s for s in THERAPIES[name].parameters if s.name == parameter)
+        overrides[parameter] = spec.default
+    solution = run(REGIMENS[name], **overrides)
+    assert np.all(np.isfinite(np.asarray(solution.observables["tumour_burden"])))
+
+
+def test_all_therapies_together_simulate(model):
+    """Every therapy at once (product properties at their defaults) solves with status 0."""
+    regimen = CART
+    for r in REGIMENS.values():
+        regimen = regimen + r
+    doses = regimen.to_arrays(model.state_names, N_EVENTS)
+    solution = simulate(model, model.default_params(), doses, TIMES)
+    assert int(solution.status) == 0
+
+
+# -- directions supported by the literature ------------------------------------------------
+
+
+def test_anti_vegf_normalization_window(run, alone):
+    """Moderate anti-VEGF before CAR-T raises intratumoural CAR-T; high/prolonged dosing lowers it
+    again (vessel pruning). Mpekris 2020, doi:10.1073/pnas.1919764117; Jain's normalization window.
+    """
+    moderate = run(Regimen.single(2 * 70.0, "bev_central", -7.0))
+    high = run(_schedule(15 * 70.0, "bev_central", -28.0, 14.0, 5))
+    assert _auc(moderate) > 1.1 * _auc(alone)
+    assert _auc(high) < 0.8 * _auc(moderate)
+    assert _auc(high) < _auc(alone)
+
+
+def test_hyaluronidase_raises_infiltration(run, alone):
+    """PEGPH20 3 ug/kg twice weekly degrades hyaluronan and raises CAR-T infiltration.
+    Infante 2018, doi:10.1038/bjc.2017.327 (tumour HA fell); seed review doi:10.3389/fimmu.2025.1672601.
+    """
+    treated = run(REGIMENS["hyaluronidase"])
+    assert _auc(treated) > 1.1 * _auc(alone)
+    ecm = np.asarray(treated.states["ecm_density"])[TIMES == 14][0]
+    assert ecm < 0.9
+
+
+def test_ccl19_il7_raises_infiltration_and_persistence(run, alone):
+    """7x19 CAR-T infiltrate more and persist longer. Adachi 2018, doi:10.1038/nbt.4086."""
+    armoured = run(c19_homing=2.0, c19_expansion=1.2, c19_persistence=1.5)
+    assert _auc(armoured) > 1.2 * _auc(alone)
+    assert _at(armoured, "total_car_t", 60) > 1.2 * _at(alone, "total_car_t", 60)
+    assert _at(armoured, "blood_cells_per_ul", 60) > _at(alone, "blood_cells_per_ul", 60)
+
+
+def test_checkpoint_lowers_exhaustion(run, alone):
+    """Anti-PD-1 lowers the exhausted fraction of tumour CAR-T (PD-1 blockade reinvigorates
+    exhausted T cells; pembrolizumab PK from Ahamadi 2017, doi:10.1002/psp4.12139)."""
+    treated = run(REGIMENS["checkpoint"])
+    window = (TIMES >= 7) & (TIMES <= 60)
+    with_pd1 = np.asarray(treated.observables["exhausted_fraction"])[window]
+    without = np.asarray(alone.observables["exhausted_fraction"])[window]
+    assert np.mean(with_pd1) < 0.95 * np.mean(without)
+
+
+def test_radiotherapy_lowers_tumour_burden_and_kills_cart_after_infusion(run, alone):
+    """RT fractions (LQ) lower tumour burden; RT after infusion also kills CAR-T in the field.
+    Adhikarla 2021, doi:10.3390/cancers13205171; Sinelschikov (models.md section 5.5)."""
+    before = run(REGIMENS["radiotherapy"])
+    assert _at(before, "tumour_burden", 0) < 0.5 * _at(alone, "tumour_burden", 0)
+    assert _at(before, "tumour_burden", 60) < _at(alone, "tumour_burden", 60)
+    after = run(_schedule(2.0, "rt_dose", 7.0, 1.0, 5))
+    assert _at(after, "tumour_car_t", 12) < _at(before, "tumour_car_t", 12)
+
+
+def test_intensified_lymphodepletion_raises_expansion(run, alone):
+    """Extra Flu/Cy on top of the standard niche raises CAR-T expansion (Turtle 2016,
+    doi:10.1172/JCI85309: Cy/Flu improved CAR-T expansion)."""
+    treated = run(REGIMENS["lymphodepletion"])
+    peak = np.max(np.asarray(treated.observables["total_car_t"])[AFTER])
+    peak0 = np.max(np.asarray(alone.observables["total_car_t"])[AFTER])
+    assert peak > 1.1 * peak0
