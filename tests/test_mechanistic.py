@@ -4,10 +4,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import TIMES
 from scipy.integrate import solve_ivp
 
 import cartpk
-from conftest import TIMES
 
 
 @pytest.mark.parametrize("run", ["blood_run", "solid_run"])

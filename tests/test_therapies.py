@@ -12,7 +12,7 @@ import pytest
 
 from cartpk.channels import CHANNELS, neutral_effects
 from cartpk.models.blood_stroma_tumour import BloodStromaTumour
-from cartpk.regimen import Dose, Regimen
+from cartpk.regimen import Regimen
 from cartpk.simulate import simulate
 from cartpk.therapies import THERAPIES, AbstractTherapy, Combined, combine
 
@@ -77,7 +77,8 @@ def model():
 def run(model):
     """Simulate CAR-T (day 0) plus ``regimen``; product properties off unless overridden."""
 
-    def _run(regimen=Regimen(), cart=CART, **overrides):
+    def _run(regimen=None, cart=CART, **overrides):
+        regimen = Regimen() if regimen is None else regimen
         params = model.default_params(**{**NEUTRAL, **overrides})
         doses = (cart + regimen).to_arrays(model.state_names, N_EVENTS)
         solution = simulate(model, params, doses, TIMES)
@@ -175,7 +176,8 @@ def test_anti_vegf_normalization_window(run, alone):
 
 def test_hyaluronidase_raises_infiltration(run, alone):
     """PEGPH20 3 ug/kg twice weekly degrades hyaluronan and raises CAR-T infiltration.
-    Infante 2018, doi:10.1038/bjc.2017.327 (tumour HA fell); seed review doi:10.3389/fimmu.2025.1672601.
+    Infante 2018, doi:10.1038/bjc.2017.327 (tumour HA fell); seed review
+    doi:10.3389/fimmu.2025.1672601.
     """
     treated = run(REGIMENS["hyaluronidase"])
     assert _auc(treated) > 1.1 * _auc(alone)

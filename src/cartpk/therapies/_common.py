@@ -33,7 +33,8 @@ def mab_parameters(prefix: str, drug: str, clearance: float, volume: float, sour
 
 
 GENERIC_MAB = (
-    "assumption: typical IgG1 monoclonal antibody (CL about 0.2 L/d, V about 5 L, t1/2 about 17 d), "
+    "assumption: typical IgG1 monoclonal antibody (CL about 0.2 L/d, V about 5 L, "
+    "t1/2 about 17 d), "
     "as for bevacizumab (Lu 2008, doi:10.1007/s00280-007-0664-8) and pembrolizumab "
     "(Ahamadi 2017, doi:10.1002/psp4.12139); no agent-specific population PK retrieved"
 )

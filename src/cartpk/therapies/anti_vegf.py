@@ -23,7 +23,10 @@ from .base import AbstractTherapy
 _LU = "Lu 2008, doi:10.1007/s00280-007-0664-8"
 _HAN = "Han 2016, doi:10.1007/s00280-016-3079-6"
 _MPEKRIS = "Mpekris 2020, doi:10.1073/pnas.1919764117"
-_MANCUSO = "Mancuso 2006, J Clin Invest 116:2610 (50-60 % vessel loss after 7 d of VEGFR inhibition; full regrowth 7 d after withdrawal)"
+_MANCUSO = (
+    "Mancuso 2006, J Clin Invest 116:2610 (50-60 % vessel loss after 7 d of VEGFR inhibition; "
+    "full regrowth 7 d after withdrawal)"
+)
 
 
 @final
