@@ -61,7 +61,8 @@ def test_failing_patient_is_reported_and_does_not_spoil_the_others(batch):
     assert "k_kill=-1" in messages[1]
     ok = [i for i in range(len(REGIMENS)) if i not in (2, 5)]
     np.testing.assert_array_equal(
-        np.asarray(sol.states["tumour_effector"])[ok], np.asarray(good.states["tumour_effector"])[ok]
+        np.asarray(sol.states["tumour_effector"])[ok],
+        np.asarray(good.states["tumour_effector"])[ok],
     )
 
 

@@ -8,7 +8,12 @@ import pytest
 import cartpk
 
 CASES = {
-    "multiphasic": (cartpk.Multiphasic(), None, "blood_copies_per_ug", jnp.array([5.0, 20.0, 60.0])),
+    "multiphasic": (
+        cartpk.Multiphasic(),
+        None,
+        "blood_copies_per_ug",
+        jnp.array([5.0, 20.0, 60.0]),
+    ),
     "solid": (
         cartpk.BloodStromaTumour("solid"),
         cartpk.Regimen.single(1e8, "blood_effector"),

@@ -25,6 +25,7 @@ from .errors import (
     ScenarioError,
 )
 from .models import AbstractModel, BloodStromaTumour, Multiphasic
+from .nonmem import read_nonmem
 from .parameters import Parameter, State
 from .precision import enable_x64, require_x64
 from .regimen import Dose, DoseArrays, Regimen, stack_regimens
@@ -58,6 +59,7 @@ __all__ = [
     "enable_x64",
     "list_datasets",
     "load_dataset",
+    "read_nonmem",
     "require_x64",
     "simulate",
     "simulate_population",
