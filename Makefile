@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint clean
+.PHONY: demo test lint scenarios clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,6 +14,15 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	$(BIN)/cartpk demo --out results/ --force
+
+# Re-run every example scenario (and the anti-VEGF schedule optimisation) into docs/scenario_results/.
+EXAMPLES := blood_vs_solid combinations anti_vegf_window hyaluronidase_subgroups delivery_route
+scenarios: $(STAMP)
+	for name in $(EXAMPLES); do \
+		$(BIN)/cartpk simulate scenarios/$$name.toml --out docs/scenario_results/$$name --force || exit 1; \
+	done
+	$(BIN)/cartpk optimize scenarios/anti_vegf_window.toml \
+		--out docs/scenario_results/anti_vegf_window_optimum --force
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests

@@ -97,3 +97,14 @@ def test_solid_tumour_peak_is_5_to_10_times_lower(blood_run, solid_run):
 def test_solid_mode_needs_a_known_mode():
     with pytest.raises(cartpk.CartpkError, match="mode must be one of"):
         cartpk.BloodStromaTumour("liquid")
+
+
+@pytest.mark.parametrize("mode", ["blood", "solid"])
+def test_zero_cells_before_infusion_stay_zero(mode):
+    """Integrating 28 days before the infusion keeps the CAR-T states at zero (a stable state)."""
+    model = cartpk.BloodStromaTumour(mode)
+    times = np.linspace(-28.0, 0.0, 8)
+    solution = cartpk.simulate(model, model.default_params(), None, times)
+    assert int(solution.status) == 0
+    for name in ("blood_effector", "peripheral_effector", "blood_memory", "tumour_effector"):
+        assert np.max(np.abs(np.asarray(solution.states[name]))) < 1e-6

@@ -21,51 +21,20 @@ AFTER = TIMES >= 0
 N_EVENTS = 80
 CART = Regimen.single(1e8, "blood_effector", 0.0)
 
-#: parameters that switch the constant product-property modules off (CAR-T alone)
-NEUTRAL = {
-    "c19_homing": 1.0,
-    "c19_expansion": 1.0,
-    "c19_persistence": 1.0,
-    "cx10_chemokine": 1.0,
-    "cxr6_homing": 1.0,
-    "sne_ecm": 1.0,
+#: parameters that switch the product-property modules off (CAR-T alone)
+NEUTRAL = {k: v for cls in THERAPIES.values() for k, v in cls.product_neutral.items()}
+
+#: each therapy's standard regimen (empty for product properties: switched on by parameters)
+REGIMENS = {
+    name: cls.dosing.regimen() if cls.dosing else Regimen() for name, cls in THERAPIES.items()
 }
+
+#: parameters that switch each product-property module on at its defaults
+PRODUCT_PARAMS = {name: tuple(cls.product_neutral) for name, cls in THERAPIES.items()}
 
 
 def _schedule(amount, state, start, interval, count):
     return Regimen.schedule(amount, state, start=start, interval=interval, count=count)
-
-
-#: a representative regimen per therapy (empty for product properties: switched on by parameters)
-REGIMENS = {
-    "anti_vegf": _schedule(5 * 70.0, "bev_central", -7.0, 14.0, 2),
-    "hyaluronidase": _schedule(3 * 70.0, "hya_central", -7.0, 3.5, 10),
-    "fap_targeting": _schedule(10 * 70.0, "fap_central", -14.0, 14.0, 3),
-    "ccl19_il7": Regimen(),
-    "cxcl10": Regimen(),
-    "cxcr6": Regimen(),
-    "lymphodepletion": _schedule(1.0, "ld_drug", -5.0, 1.0, 3),
-    "radiotherapy": _schedule(2.0, "rt_dose", -10.0, 1.0, 5),
-    "suppression_targeting": _schedule(10 * 70.0, "sup_central", -7.0, 14.0, 4),
-    "checkpoint": _schedule(200.0, "pd1_central", 0.0, 21.0, 3),
-    "pak4_inhibition": _schedule(1.0, "pak4_exposure", -7.0, 1.0, 14),
-    "nab_paclitaxel": _schedule(220.0, "nab_central", -7.0, 7.0, 3),
-    "oncolytic_virus": Regimen.single(1.0, "ov_titre", -3.0),
-    "synnotch_enzyme": Regimen(),
-    "scaffold_delivery": Regimen.single(1.0, "scf_depot", 0.0),
-    "hypoxia_targeting": _schedule(1.0, "hyp_exposure", -3.0, 1.0, 10),
-    "metabolic_modulator": _schedule(1.0, "mct_exposure", -3.0, 1.0, 10),
-    "anti_ccr4": _schedule(70.0, "ccr4_central", -7.0, 7.0, 4),
-    "nanoparticle": _schedule(1.0, "np_carrier", -7.0, 7.0, 2),
-}
-
-#: parameters that switch each product-property module on at its defaults
-PRODUCT_PARAMS = {
-    "ccl19_il7": ("c19_homing", "c19_expansion", "c19_persistence"),
-    "cxcl10": ("cx10_chemokine",),
-    "cxcr6": ("cxr6_homing",),
-    "synnotch_enzyme": ("sne_ecm",),
-}
 
 
 @pytest.fixture(scope="module")
@@ -120,11 +89,16 @@ def test_registered_therapy_is_well_formed(name):
         assert parameter.unit and parameter.source and parameter.description
     prefixes = {x.name.split("_")[0] for x in cls.states + cls.parameters}
     assert len(prefixes) <= 1
+    # a therapy is either dosed (into one of its own states) or a property of the CAR-T product
+    assert (cls.dosing is None) != (not cls.product_neutral)
+    if cls.dosing:
+        assert cls.dosing.state in {s.name for s in cls.states} and cls.dosing.count >= 1
+    assert set(cls.product_neutral) <= {p.name for p in cls.parameters}
     params = combined.default_params()
     y = combined.initial_state(params)
     effects = therapy.effects(0.0, y, params)
     assert effects and set(effects) <= set(CHANNELS)
-    if cls.states and name not in PRODUCT_PARAMS:
+    if cls.dosing:
         # undosed drug modules are neutral
         neutral = neutral_effects()
         for channel, value in effects.items():

@@ -7,15 +7,19 @@ Public API (everything else is internal):
 - therapies: :class:`AbstractTherapy`, :func:`combine`, the registry :data:`THERAPIES`;
 - dosing: :class:`Dose`, :class:`Regimen`, :func:`stack_regimens`;
 - simulation: :func:`simulate`, :func:`simulate_population`, :class:`Solution`;
+- scenarios: :func:`load_scenario`, :func:`run_scenario`, :class:`VirtualPopulation`,
+  :func:`endpoint_table`, :func:`optimize_schedule` (``cartpk simulate`` / ``cartpk optimize``);
+- plots: :mod:`cartpk.plots`;
 - data: :func:`list_datasets`, :func:`load_dataset`, :func:`read_nonmem`;
 - units: :mod:`cartpk.units`; errors: :class:`CartpkError` and subclasses.
 
 cartpk computes in float64: call :func:`enable_x64` once before use.
 """
 
-from . import units
+from . import plots, units
 from .channels import CHANNELS
 from .datasets import list_datasets, load_dataset
+from .endpoints import ENDPOINTS, EndpointOptions, endpoint_table
 from .errors import (
     CartpkError,
     DatasetError,
@@ -26,9 +30,12 @@ from .errors import (
 )
 from .models import AbstractModel, BloodStromaTumour, Multiphasic
 from .nonmem import read_nonmem
+from .optimize import ScheduleProblem, optimize_schedule
 from .parameters import Parameter, State
+from .population import Covariate, Subgroup, VirtualPopulation
 from .precision import enable_x64, require_x64
 from .regimen import Dose, DoseArrays, Regimen, stack_regimens
+from .scenario import Scenario, load_scenario, run_scenario
 from .simulate import FAILURES, SimulationWarning, Solution, simulate, simulate_population
 from .therapies import THERAPIES, AbstractTherapy, combine
 
@@ -36,6 +43,18 @@ __version__ = "0.1.0"
 
 __all__ = [
     "CHANNELS",
+    "ENDPOINTS",
+    "Covariate",
+    "EndpointOptions",
+    "Scenario",
+    "ScheduleProblem",
+    "Subgroup",
+    "VirtualPopulation",
+    "endpoint_table",
+    "load_scenario",
+    "optimize_schedule",
+    "plots",
+    "run_scenario",
     "FAILURES",
     "THERAPIES",
     "AbstractModel",

@@ -126,7 +126,7 @@ class ParameterSet:
         """Default values as float64 arrays, with ``overrides`` applied and checked."""
         self._check_names(overrides)
         values = {name: jnp.asarray(spec.default, dtype=float) for name, spec in self.specs.items()}
-        values.update({k: jnp.asarray(v, dtype=float) for k, v in overrides.items()})
+        values.update({k: _numbers(k, v, jnp) for k, v in overrides.items()})
         return values
 
     def validate(self, params: Mapping) -> None:
@@ -137,7 +137,7 @@ class ParameterSet:
             raise ParameterError(f"missing parameter(s): {', '.join(missing)}")
         self._check_names(params)
         for name, spec in self.specs.items():
-            value = np.asarray(params[name], dtype=float)
+            value = _numbers(name, params[name], np)
             bad = ~np.asarray(spec.in_bounds(value))
             if bad.any():
                 where = f" (patient {np.flatnonzero(bad.ravel())[0]})" if value.ndim else ""
@@ -183,6 +183,14 @@ class ParameterSet:
             raise ParameterError(
                 f"unknown parameter(s): {', '.join(unknown)}; known: {', '.join(self.specs)}"
             )
+
+
+def _numbers(name: str, value, xp):
+    """``value`` as a float array of ``xp`` (numpy or jax.numpy), or a ParameterError."""
+    try:
+        return xp.asarray(value, dtype=float)
+    except (TypeError, ValueError):
+        raise ParameterError(f"parameter {name} must be a number, got {value!r:.60}") from None
 
 
 def _interval(spec: Parameter) -> str:

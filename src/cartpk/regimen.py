@@ -55,6 +55,13 @@ class Dose:
             raise RegimenError(f"dose duration must be >= 0, got {self.duration!r}")
         if not isinstance(self.compartment, str) or not self.compartment:
             raise RegimenError(f"dose compartment must be a state name, got {self.compartment!r}")
+        if self.duration > 0 and not math.isfinite(float(self.amount) / float(self.duration)):
+            raise RegimenError(
+                f"dose infusion rate amount/duration is not finite ({self.amount!r} over "
+                f"{self.duration!r} d)"
+            )
+        if not math.isfinite(float(self.time) + float(self.duration)):
+            raise RegimenError(f"dose end time {self.time!r} + {self.duration!r} d is not finite")
 
     @property
     def rate(self) -> float:
@@ -69,9 +76,18 @@ class Regimen:
     doses: tuple[Dose, ...] = ()
 
     def __post_init__(self):
-        object.__setattr__(self, "doses", tuple(sorted(self.doses, key=lambda d: d.time)))
+        doses = self.doses
+        if isinstance(doses, Dose) or not isinstance(doses, Iterable):
+            raise RegimenError(f"a regimen needs a sequence of Dose events, got {doses!r:.60}")
+        doses = tuple(doses)
+        for dose in doses:
+            if not isinstance(dose, Dose):
+                raise RegimenError(f"a regimen holds Dose events, got {dose!r:.60}")
+        object.__setattr__(self, "doses", tuple(sorted(doses, key=lambda d: d.time)))
 
     def __add__(self, other: Regimen) -> Regimen:
+        if not isinstance(other, Regimen):
+            return NotImplemented
         return Regimen(self.doses + other.doses)
 
     def __len__(self) -> int:
@@ -97,8 +113,11 @@ class Regimen:
     ) -> Regimen:
         """``count`` equal doses every ``interval`` days from ``start`` (NONMEM ``ADDL = count-1``,
         ``II = interval``)."""
-        if not isinstance(count, int) or count < 1:
+        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
             raise RegimenError(f"schedule count must be a positive integer, got {count!r}")
+        for name, value in (("start", start), ("interval", interval)):
+            if isinstance(value, bool) or not isinstance(value, int | float | np.number):
+                raise RegimenError(f"schedule {name} must be a number, got {value!r}")
         if count > 1 and not interval > 0:
             raise RegimenError(f"schedule interval must be > 0 d, got {interval!r}")
         return cls(
@@ -116,7 +135,13 @@ class Regimen:
         duration: float = 0.0,
     ) -> Regimen:
         """A total dose split over several days, e.g. CAR-T 10 %/30 %/60 % on days 0, 1, 2."""
-        if len(fractions) != len(days) or not fractions:
+        numbers = (int, float, np.number)
+        for name, values in (("fractions", fractions), ("days", days)):
+            if not isinstance(values, Sequence | np.ndarray) or not all(
+                isinstance(v, numbers) and not isinstance(v, bool) for v in values
+            ):
+                raise RegimenError(f"split {name} must be a sequence of numbers, got {values!r}")
+        if len(fractions) != len(days) or not len(fractions):
             raise RegimenError("split infusion needs one fraction per day")
         if any(f < 0 for f in fractions) or not math.isclose(sum(fractions), 1.0, rel_tol=1e-9):
             raise RegimenError(f"split fractions must be >= 0 and sum to 1, got {list(fractions)}")
@@ -192,10 +217,13 @@ class DoseArrays(eqx.Module):
     rate: Float[Array, "events states"]
 
 
-def stack_regimens(regimens: Sequence[Regimen], state_names: Sequence[str]) -> DoseArrays:
-    """Pad regimens to a common number of events and stack them along a leading patient axis."""
+def stack_regimens(
+    regimens: Sequence[Regimen], state_names: Sequence[str], n_events: int | None = None
+) -> DoseArrays:
+    """Pad regimens to a common number of events (at least ``n_events``) and stack them along a
+    leading patient axis."""
     if not regimens:
         raise RegimenError("no regimens to stack")
-    n = max(max(r.n_events() for r in regimens), 1)
+    n = max(max(r.n_events() for r in regimens), n_events or 1)
     arrays = [r._numpy_arrays(state_names, n) for r in regimens]
     return DoseArrays(*(jnp.asarray(np.stack(column)) for column in zip(*arrays, strict=True)))

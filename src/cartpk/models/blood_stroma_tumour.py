@@ -236,6 +236,10 @@ def _niche(t, p):
     return p["niche0"] * jnp.exp(-p["k_niche"] * jnp.maximum(t, 0.0))
 
 
+def _positive(x):
+    return jnp.maximum(x, 0.0)
+
+
 class BloodStromaTumour(AbstractModel):
     """The mechanistic CAR-T model. ``BloodStromaTumour("solid")`` or ``("blood")``."""
 
@@ -313,13 +317,16 @@ class BloodStromaTumour(AbstractModel):
         growth = p["tumour_growth"] * (1 - tumour_total / p["tumour_capacity"])
         tumour_kill = effects["tumour_kill"]
 
+        # Growth acts on the positive part of a population: zero cells (before the infusion) is
+        # then a stable state, not an unstable one that amplifies solver round-off
+        # exponentially (docs/numerics.md).
         def systemic_effector(e, m):
-            return (prolif * stim_sys + homeostatic - delta_e - p["k_memory"]) * e + (
-                p["k_recall"] * stim_sys * m
-            )
+            growth = (prolif * stim_sys + homeostatic) * _positive(e)
+            return growth - (delta_e + p["k_memory"]) * e + p["k_recall"] * stim_sys * m
 
         def systemic_memory(e, m):
-            return p["k_memory"] * e + (homeostatic - delta_m - p["k_recall"] * stim_sys) * m
+            growth = homeostatic * _positive(m)
+            return p["k_memory"] * e + growth - (delta_m + p["k_recall"] * stim_sys) * m
 
         return {
             "blood_effector": systemic_effector(eb, mb)
@@ -342,7 +349,8 @@ class BloodStromaTumour(AbstractModel):
             "tumour_effector": infiltration
             - tumour_egress
             - exhaustion
-            + (prolif * stim_tum - delta_e - cart_kill) * et,
+            + prolif * stim_tum * _positive(et)
+            - (delta_e + cart_kill) * et,
             "tumour_exhausted": exhaustion - (p["delta_exhausted"] + cart_kill) * xt,
             "tumour_cells": (growth - tumour_kill) * tp - kill,
             "tumour_cells_negative": (growth - tumour_kill) * tn,
@@ -362,6 +370,7 @@ class BloodStromaTumour(AbstractModel):
         systemic = blood + y["peripheral_effector"] + y["peripheral_memory"]
         return {
             "blood_cells_per_ul": per_ul,
+            "blood_car_t": blood,
             "blood_copies_per_ug": per_ul * p["vcn"] / (nucleated * DNA_UG_PER_CELL),
             "tumour_car_t": tumour_cart,
             "tumour_car_t_per_g": tumour_cart / jnp.maximum(burden * 1e-9, 1e-9),

@@ -18,7 +18,7 @@ from typing import ClassVar, final
 
 from ..parameters import Parameter, State
 from ._common import ATOL, saturating
-from .base import AbstractTherapy
+from .base import AbstractTherapy, Dosing
 
 _LU = "Lu 2008, doi:10.1007/s00280-007-0664-8"
 _HAN = "Han 2016, doi:10.1007/s00280-016-3079-6"
@@ -38,6 +38,7 @@ class AntiVEGF(AbstractTherapy):
     """
 
     name: ClassVar[str] = "anti_vegf"
+    dosing: ClassVar[Dosing | None] = Dosing("bev_central", "mg", 5.0, -7.0, 14.0, 2, per_kg=True)
     description: ClassVar[str] = (
         "bevacizumab-like two-compartment PK; transient vascular normalization at moderate "
         "exposure, vessel pruning and hypoxia with high or prolonged exposure"

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import ClassVar
 
 import equinox as eqx
@@ -22,15 +23,74 @@ from ..channels import combine_effects
 from ..errors import CartpkError
 from ..models.base import AbstractModel
 from ..parameters import Parameter, State
+from ..regimen import Regimen
+
+
+@dataclass(frozen=True)
+class Dosing:
+    """How a therapy is given: its dose compartment, dose unit and standard schedule.
+
+    Attributes:
+        state: the state that receives each dose (NONMEM ``CMT``).
+        unit: unit of one dose into ``state`` (``mg``, ``ug``, ``Gy``, or ``dose`` for relative
+            units where 1 is one standard dose).
+        amount: standard amount per administration, in ``unit`` per kg body weight if ``per_kg``.
+        start: standard first dose (d, relative to the CAR-T infusion on day 0).
+        interval: days between administrations.
+        count: number of administrations.
+        per_kg: whether ``amount`` is per kg body weight (e.g. 5 mg/kg).
+    """
+
+    state: str
+    unit: str
+    amount: float
+    start: float
+    interval: float = 1.0
+    count: int = 1
+    per_kg: bool = False
+
+    @property
+    def amount_unit(self) -> str:
+        """The unit scenario files give doses in (``mg/kg`` or ``mg``...)."""
+        return f"{self.unit}/kg" if self.per_kg else self.unit
+
+    def regimen(
+        self,
+        amount: float | None = None,
+        start: float | None = None,
+        interval: float | None = None,
+        count: int | None = None,
+        weight_kg: float = 70.0,
+        duration: float = 0.0,
+    ) -> Regimen:
+        """The schedule as a :class:`~cartpk.Regimen` (standard values for arguments left out;
+        ``duration`` in d makes each administration a zero-order infusion)."""
+        amount = self.amount if amount is None else amount
+        per_dose = amount * weight_kg if self.per_kg else amount
+        return Regimen.schedule(
+            per_dose,
+            self.state,
+            start=self.start if start is None else start,
+            interval=self.interval if interval is None else interval,
+            count=self.count if count is None else count,
+            duration=duration,
+        )
 
 
 class AbstractTherapy(eqx.Module):
-    """Base class of a therapy module."""
+    """Base class of a therapy module.
+
+    A drug or device has a :class:`Dosing` (its standard regimen). A property of the CAR-T product
+    (an armoured or engineered product) has no dose; ``product_neutral`` then gives the parameter
+    values that switch it off, so that one compiled model serves arms with and without it.
+    """
 
     name: ClassVar[str] = ""
     description: ClassVar[str] = ""
     states: ClassVar[tuple[State, ...]] = ()
     parameters: ClassVar[tuple[Parameter, ...]] = ()
+    dosing: ClassVar[Dosing | None] = None
+    product_neutral: ClassVar[Mapping[str, float]] = {}
 
     def initial_state(self, p: Mapping) -> dict:
         """The therapy's states before any dose (default: zero)."""

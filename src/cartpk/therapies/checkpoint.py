@@ -12,7 +12,7 @@ from typing import ClassVar, final
 
 from ..parameters import Parameter, State
 from ._common import ATOL, saturating
-from .base import AbstractTherapy
+from .base import AbstractTherapy, Dosing
 
 _AHAMADI = "Ahamadi 2017, doi:10.1002/psp4.12139"
 _LABEL = "pembrolizumab label: CL 0.195 L/d at steady state, Vss about 6.0 L, t1/2 22 d"
@@ -23,6 +23,7 @@ class Checkpoint(AbstractTherapy):
     """Pembrolizumab-like anti-PD-1 acting on ``exhaustion``. Dose in mg into ``pd1_central``."""
 
     name: ClassVar[str] = "checkpoint"
+    dosing: ClassVar[Dosing | None] = Dosing("pd1_central", "mg", 200.0, 0.0, 21.0, 3)
     description: ClassVar[str] = "anti-PD-1 (pembrolizumab-like PK) lowering CAR-T exhaustion"
     states: ClassVar[tuple[State, ...]] = (
         State("pd1_central", "checkpoint", "mg", "anti-PD-1 antibody in the body", ATOL),

@@ -14,6 +14,7 @@ changes, the default is an assumption within the reported range.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import ClassVar, final
 
 import jax.numpy as jnp
@@ -31,6 +32,11 @@ class CCL19IL7CarT(AbstractTherapy):
     """IL-7 and CCL19 secreting CAR-T (7x19): more infiltration, expansion and persistence."""
 
     name: ClassVar[str] = "ccl19_il7"
+    product_neutral: ClassVar[Mapping[str, float]] = {
+        "c19_homing": 1.0,
+        "c19_expansion": 1.0,
+        "c19_persistence": 1.0,
+    }
     description: ClassVar[str] = "7x19 CAR-T product: homing, expansion and persistence up"
     states: ClassVar[tuple[State, ...]] = ()
     parameters: ClassVar[tuple[Parameter, ...]] = (
@@ -76,6 +82,7 @@ class CXCL10CarT(AbstractTherapy):
     """CXCL10-secreting CAR-T: raises the intratumoural chemokine level."""
 
     name: ClassVar[str] = "cxcl10"
+    product_neutral: ClassVar[Mapping[str, float]] = {"cx10_chemokine": 1.0}
     description: ClassVar[str] = "CXCL10-armoured CAR-T product: intratumoural chemokine up"
     states: ClassVar[tuple[State, ...]] = ()
     parameters: ClassVar[tuple[Parameter, ...]] = (
@@ -97,6 +104,7 @@ class CXCR6CarT(AbstractTherapy):
     """CXCR6-expressing CAR-T: better homing to CXCL16-rich tumours."""
 
     name: ClassVar[str] = "cxcr6"
+    product_neutral: ClassVar[Mapping[str, float]] = {"cxr6_homing": 1.0}
     description: ClassVar[str] = "CXCR6-engineered CAR-T product: homing up"
     states: ClassVar[tuple[State, ...]] = ()
     parameters: ClassVar[tuple[Parameter, ...]] = (

@@ -19,7 +19,7 @@ import jax.numpy as jnp
 
 from ..parameters import Parameter, State
 from ._common import ATOL, GENERIC_MAB, mab_parameters, saturating
-from .base import AbstractTherapy
+from .base import AbstractTherapy, Dosing
 
 _WANG = "Wang LC 2014, Cancer Immunol Res 2:154 (FAP-CAR-T depleted FAP+ stroma in mice)"
 
@@ -29,6 +29,7 @@ class FAPTargeting(AbstractTherapy):
     """FAP-targeting agent acting on ``ecm_density`` via a fibroblast-depletion state."""
 
     name: ClassVar[str] = "fap_targeting"
+    dosing: ClassVar[Dosing | None] = Dosing("fap_central", "mg", 10.0, -14.0, 14.0, 3, per_kg=True)
     description: ClassVar[str] = "anti-FAP / FAP-CAR-T: CAF depletion, slow fall of ECM density"
     states: ClassVar[tuple[State, ...]] = (
         State("fap_central", "fap_targeting", "mg", "anti-FAP agent in plasma", ATOL),

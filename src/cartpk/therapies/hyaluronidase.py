@@ -18,7 +18,7 @@ from typing import ClassVar, final
 
 from ..parameters import Parameter, State
 from ._common import ATOL, saturating
-from .base import AbstractTherapy
+from .base import AbstractTherapy, Dosing
 
 _INFANTE = "Infante 2018, doi:10.1038/bjc.2017.327"
 _HALO301 = "Van Cutsem 2020 (HALO-301), doi:10.1200/JCO.20.00590"
@@ -29,6 +29,7 @@ class Hyaluronidase(AbstractTherapy):
     """PEGPH20-like enzyme acting on ``ecm_density``. Dose in µg into ``hya_central``."""
 
     name: ClassVar[str] = "hyaluronidase"
+    dosing: ClassVar[Dosing | None] = Dosing("hya_central", "ug", 3.0, -7.0, 3.5, 10, per_kg=True)
     description: ClassVar[str] = "PEGPH20-like one-compartment PK lowering ECM (hyaluronan) density"
     states: ClassVar[tuple[State, ...]] = (
         State("hya_central", "hyaluronidase", "ug", "PEGPH20 in plasma", ATOL),

@@ -24,7 +24,7 @@ from typing import ClassVar, final
 
 from ..parameters import Parameter, State
 from ._common import ATOL, saturating
-from .base import AbstractTherapy
+from .base import AbstractTherapy, Dosing
 
 _FLU = "fludarabine terminal t1/2 about 20 h (product label)"
 
@@ -37,6 +37,7 @@ class Lymphodepletion(AbstractTherapy):
     """
 
     name: ClassVar[str] = "lymphodepletion"
+    dosing: ClassVar[Dosing | None] = Dosing("ld_drug", "dose", 1.0, -5.0, 1.0, 3)
     description: ClassVar[str] = (
         "Flu/Cy in standard day-doses: decaying lymphopenia boosts expansion; residual drug "
         "kills CAR-T in tissue"

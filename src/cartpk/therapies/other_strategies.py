@@ -10,6 +10,7 @@ standard dose) that decays at the drug's elimination rate; effects saturate in t
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import ClassVar, final
 
 import equinox as eqx
@@ -19,7 +20,7 @@ from ..channels import CHANNELS
 from ..errors import CartpkError
 from ..parameters import Parameter, State
 from ._common import ATOL, GENERIC_MAB, mab_parameters, saturating
-from .base import AbstractTherapy
+from .base import AbstractTherapy, Dosing
 
 _NO_NUMBERS = "assumption: no published exposure-response for CAR-T; exposed for sensitivity"
 _REL = "dose"  # relative dose units: 1 = one standard dose
@@ -46,6 +47,7 @@ class PAK4Inhibition(AbstractTherapy):
     ``pak4_exposure``."""
 
     name: ClassVar[str] = "pak4_inhibition"
+    dosing: ClassVar[Dosing | None] = Dosing("pak4_exposure", "dose", 1.0, -7.0, 1.0, 14)
     description: ClassVar[str] = "PAK4 inhibitor: vascular normalization and T-cell adhesion"
     states: ClassVar[tuple[State, ...]] = (_exposure_state("pak4", "pak4_inhibition", "PAK4i"),)
     parameters: ClassVar[tuple[Parameter, ...]] = (
@@ -85,6 +87,7 @@ class NabPaclitaxel(AbstractTherapy):
     Dose in mg into ``nab_central`` (125 mg/m2, about 220 mg)."""
 
     name: ClassVar[str] = "nab_paclitaxel"
+    dosing: ClassVar[Dosing | None] = Dosing("nab_central", "mg", 220.0, -7.0, 7.0, 3)
     description: ClassVar[str] = "nab-paclitaxel: tumour kill and stromal depletion"
     states: ClassVar[tuple[State, ...]] = (
         State("nab_central", "nab_paclitaxel", "mg", "paclitaxel in the body", ATOL),
@@ -127,6 +130,7 @@ class OncolyticVirus(AbstractTherapy):
     """
 
     name: ClassVar[str] = "oncolytic_virus"
+    dosing: ClassVar[Dosing | None] = Dosing("ov_titre", "dose", 1.0, -3.0)
     description: ClassVar[str] = "oncolytic virus: local lysis and inflammatory chemokine"
     states: ClassVar[tuple[State, ...]] = (
         State("ov_titre", "oncolytic_virus", _REL, "intratumoural virus (1 = one injection)", ATOL),
@@ -170,6 +174,7 @@ class SynNotchEnzyme(AbstractTherapy):
     ``ecm_density`` (no drug PK)."""
 
     name: ClassVar[str] = "synnotch_enzyme"
+    product_neutral: ClassVar[Mapping[str, float]] = {"sne_ecm": 1.0}
     description: ClassVar[str] = "synNotch CAR-T product secreting a matrix-degrading enzyme"
     states: ClassVar[tuple[State, ...]] = ()
     parameters: ClassVar[tuple[Parameter, ...]] = (
@@ -199,6 +204,7 @@ class ScaffoldDelivery(AbstractTherapy):
     """
 
     name: ClassVar[str] = "scaffold_delivery"
+    dosing: ClassVar[Dosing | None] = Dosing("scf_depot", "dose", 1.0, 0.0)
     description: ClassVar[str] = "scaffold/sustained local release depot raising homing"
     states: ClassVar[tuple[State, ...]] = (
         State("scf_depot", "scaffold_delivery", _REL, "cargo left in the scaffold", ATOL),
@@ -227,6 +233,7 @@ class HypoxiaTargeting(AbstractTherapy):
     hypoxia-driven ``suppression``. Dose 1 per dose into ``hyp_exposure``."""
 
     name: ClassVar[str] = "hypoxia_targeting"
+    dosing: ClassVar[Dosing | None] = Dosing("hyp_exposure", "dose", 1.0, -3.0, 1.0, 10)
     description: ClassVar[str] = "oxygen release / hypoxia-activated drug lowering suppression"
     states: ClassVar[tuple[State, ...]] = (_exposure_state("hyp", "hypoxia_targeting", "agent"),)
     parameters: ClassVar[tuple[Parameter, ...]] = (
@@ -257,6 +264,7 @@ class MetabolicModulator(AbstractTherapy):
     ``exhaustion``. Dose 1 per daily dose into ``mct_exposure``."""
 
     name: ClassVar[str] = "metabolic_modulator"
+    dosing: ClassVar[Dosing | None] = Dosing("mct_exposure", "dose", 1.0, -3.0, 1.0, 10)
     description: ClassVar[str] = "MCT/lactate inhibitor lowering suppression and exhaustion"
     states: ClassVar[tuple[State, ...]] = (_exposure_state("mct", "metabolic_modulator", "MCTi"),)
     parameters: ClassVar[tuple[Parameter, ...]] = (
@@ -299,6 +307,7 @@ class AntiCCR4(AbstractTherapy):
     Dose in mg into ``ccr4_central`` (1 mg/kg)."""
 
     name: ClassVar[str] = "anti_ccr4"
+    dosing: ClassVar[Dosing | None] = Dosing("ccr4_central", "mg", 1.0, -7.0, 7.0, 4, per_kg=True)
     description: ClassVar[str] = "anti-CCR4 Treg depletion lowering suppression"
     states: ClassVar[tuple[State, ...]] = (
         State("ccr4_central", "anti_ccr4", "mg", "anti-CCR4 antibody in the body", ATOL),
@@ -343,6 +352,7 @@ class NanoparticleDelivery(AbstractTherapy):
     """
 
     name: ClassVar[str] = "nanoparticle"
+    dosing: ClassVar[Dosing | None] = Dosing("np_carrier", "dose", 1.0, -7.0, 7.0, 2)
     description: ClassVar[str] = "nanoparticle-formulated payload with tumour accumulation"
     states: ClassVar[tuple[State, ...]] = (
         State("np_carrier", "nanoparticle", _REL, "payload in circulating carrier", ATOL),

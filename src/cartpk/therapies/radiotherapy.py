@@ -23,7 +23,7 @@ import jax.numpy as jnp
 
 from ..parameters import Parameter, State
 from ._common import ATOL
-from .base import AbstractTherapy
+from .base import AbstractTherapy, Dosing
 
 _ADHIKARLA = "Adhikarla 2021, doi:10.3390/cancers13205171"
 _SINEL = "Sinelschikov (submitted 2026; models.md section 5.5)"
@@ -35,6 +35,7 @@ class Radiotherapy(AbstractTherapy):
     ``vascular_function``. Dose in Gy per fraction into ``rt_dose``."""
 
     name: ClassVar[str] = "radiotherapy"
+    dosing: ClassVar[Dosing | None] = Dosing("rt_dose", "Gy", 2.0, -10.0, 1.0, 5)
     description: ClassVar[str] = (
         "fractionated RT: LQ tumour kill, CAR-T kill in the field, inflammatory chemokine pulse"
     )

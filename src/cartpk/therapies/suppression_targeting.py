@@ -15,7 +15,7 @@ from typing import ClassVar, final
 
 from ..parameters import Parameter, State
 from ._common import ATOL, GENERIC_MAB, mab_parameters, saturating
-from .base import AbstractTherapy
+from .base import AbstractTherapy, Dosing
 
 
 @final
@@ -23,6 +23,7 @@ class SuppressionTargeting(AbstractTherapy):
     """Anti-CD73/A2A or anti-CSF1R antibody acting on ``suppression``. Dose in mg."""
 
     name: ClassVar[str] = "suppression_targeting"
+    dosing: ClassVar[Dosing | None] = Dosing("sup_central", "mg", 10.0, -7.0, 14.0, 4, per_kg=True)
     description: ClassVar[str] = "anti-CD73/A2A or anti-CSF1R mAb lowering tumour suppression"
     states: ClassVar[tuple[State, ...]] = (
         State("sup_central", "suppression_targeting", "mg", "antibody in plasma", ATOL),
