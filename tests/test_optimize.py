@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import diffrax as dfx
 import jax.numpy as jnp
 import numpy as np
 import pandas as pd
@@ -57,3 +58,16 @@ def test_optimiser_finds_the_brute_force_optimum(problem, optimum):
     assert optimum.loc["mean tumour_car_t_auc_cell_d", "value"] >= values.max() * (1 - 1e-6)
     # the window: an interior optimum, better than both ends of the range
     assert -28.0 < found < 14.0 and values.max() > max(values[0], values[-1])
+
+
+def test_simulate_options_and_forward_mode(problem):
+    """An explicit solver and forward-mode differentiation (cheaper to compile for a few
+    variables) give the default's value and gradient."""
+    fast = ScheduleProblem(
+        load_scenario(SCENARIO), solver=dfx.Tsit5(), rtol=1e-10, adjoint=dfx.ForwardMode()
+    )
+    x = jnp.asarray([-3.5])
+    value, grad = fast.value_and_grad(x)
+    expected_value, expected_grad = problem.value_and_grad(x)
+    assert float(value) == pytest.approx(float(expected_value), rel=1e-6)
+    assert float(grad[0]) == pytest.approx(float(expected_grad[0]), rel=1e-4)

@@ -9,14 +9,14 @@ Public API (everything else is internal):
 - simulation: :func:`simulate`, :func:`simulate_population`, :class:`Solution`;
 - scenarios: :func:`load_scenario`, :func:`run_scenario`, :class:`VirtualPopulation`,
   :func:`endpoint_table`, :func:`optimize_schedule` (``cartpk simulate`` / ``cartpk optimize``);
-- plots: :mod:`cartpk.plots`;
+- plots: :mod:`cartpk.plots`; sensitivity analysis: :mod:`cartpk.sensitivity`;
 - data: :func:`list_datasets`, :func:`load_dataset`, :func:`read_nonmem`;
 - units: :mod:`cartpk.units`; errors: :class:`CartpkError` and subclasses.
 
 cartpk computes in float64: call :func:`enable_x64` once before use.
 """
 
-from . import plots, units
+from . import plots, sensitivity, units
 from .channels import CHANNELS
 from .datasets import list_datasets, load_dataset
 from .endpoints import ENDPOINTS, EndpointOptions, endpoint_table
@@ -55,6 +55,7 @@ __all__ = [
     "optimize_schedule",
     "plots",
     "run_scenario",
+    "sensitivity",
     "FAILURES",
     "THERAPIES",
     "AbstractModel",

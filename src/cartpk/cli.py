@@ -27,25 +27,26 @@ def _demo(args) -> None:
 def _simulate(args) -> None:
     from .scenario import simulate_to_folder
 
-    simulate_to_folder(
-        args.scenario,
-        args.out,
-        patients=args.patients,
-        force=args.force,
-        progress=None if args.quiet else print,
-    )
+    _scenario_to_folder(simulate_to_folder, args)
 
 
 def _optimize(args) -> None:
     from .optimize import optimize_to_folder
 
-    optimize_to_folder(
-        args.scenario,
-        args.out,
-        patients=args.patients,
-        force=args.force,
-        progress=None if args.quiet else print,
-    )
+    _scenario_to_folder(optimize_to_folder, args)
+
+
+def _scenario_to_folder(run, args) -> None:
+    progress = None if args.quiet else print
+    run(args.scenario, args.out, patients=args.patients, force=args.force, progress=progress)
+
+
+def _add_scenario_arguments(command, scenario_help: str, patients_help: str) -> None:
+    command.add_argument("scenario", help=scenario_help)
+    command.add_argument("--out", required=True, help="output directory")
+    command.add_argument("--patients", type=int, help=patients_help)
+    command.add_argument("--force", action="store_true", help="overwrite existing results")
+    command.add_argument("--quiet", action="store_true", help="no progress messages")
 
 
 def _check(args) -> None:
@@ -53,6 +54,12 @@ def _check(args) -> None:
 
     data = read_nonmem(args.data)
     print(data.summary())
+
+
+def _fit(args) -> None:
+    from .estimation.command import run_fit
+
+    run_fit(args)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -72,27 +79,67 @@ def build_parser() -> argparse.ArgumentParser:
     simulate = commands.add_parser(
         "simulate", help="run a what-if scenario file over its virtual population"
     )
-    simulate.add_argument("scenario", help="scenario TOML file (see docs/scenarios.md)")
-    simulate.add_argument("--out", required=True, help="output directory")
-    simulate.add_argument("--patients", type=int, help="override population.size")
-    simulate.add_argument("--force", action="store_true", help="overwrite existing results")
-    simulate.add_argument("--quiet", action="store_true", help="no progress messages")
+    _add_scenario_arguments(
+        simulate, "scenario TOML file (see docs/scenarios.md)", "override population.size"
+    )
     simulate.set_defaults(run=_simulate)
 
     optimize = commands.add_parser(
         "optimize",
         help="find the start day and dose of a combination drug by gradient (scenario [optimize])",
     )
-    optimize.add_argument("scenario", help="scenario TOML file with an [optimize] table")
-    optimize.add_argument("--out", required=True, help="output directory")
-    optimize.add_argument("--patients", type=int, help="override optimize.patients")
-    optimize.add_argument("--force", action="store_true", help="overwrite existing results")
-    optimize.add_argument("--quiet", action="store_true", help="no progress messages")
+    _add_scenario_arguments(
+        optimize, "scenario TOML file with an [optimize] table", "override optimize.patients"
+    )
     optimize.set_defaults(run=_optimize)
 
     check = commands.add_parser("check", help="validate a NONMEM-style dataset and summarise it")
     check.add_argument("data", help="CSV file with ID, TIME, DV, AMT, EVID, MDV, CMT columns")
     check.set_defaults(run=_check)
+
+    fit = commands.add_parser(
+        "fit", help="fit a model to a NONMEM-style dataset (FOCE-I, Laplace or individual fits)"
+    )
+    fit.add_argument("data", help="NONMEM-style CSV (ID, TIME, DV, CENS/LLOQ, DVID, ...)")
+    fit.add_argument(
+        "--model", required=True, help="multiphasic, blood_stroma_tumour or path/file.py:Class"
+    )
+    fit.add_argument("--out", required=True, help="output directory")
+    fit.add_argument("--method", choices=("foce", "laplace", "individual"), default="foce")
+    fit.add_argument("--force", action="store_true", help="overwrite existing results in --out")
+    fit.add_argument(
+        "--observable", action="append", metavar="NAME", help="of DVID 1, 2, ... (repeat)"
+    )
+    fit.add_argument(
+        "--error",
+        action="append",
+        choices=("additive", "proportional", "combined", "exponential"),
+        help="residual error per observable (repeat, or once for all; default exponential)",
+    )
+    fit.add_argument("--fix", action="append", metavar="NAME[=VALUE]", help="fix a parameter")
+    fit.add_argument("--init", action="append", metavar="NAME=VALUE", help="initial value")
+    fit.add_argument(
+        "--omega", action="append", metavar="NAME[=SD]", help="between-subject variability on"
+    )
+    fit.add_argument("--block", action="store_true", help="full covariance of the etas")
+    fit.add_argument(
+        "--covariate",
+        action="append",
+        metavar="PARAM:COLUMN[:KIND[:REF]]",
+        help="KIND power (default), exponential or categorical",
+    )
+    fit.add_argument("--cmt", action="append", metavar="CMT=STATE", help="dose compartment")
+    fit.add_argument("--ignore-doses", action="store_true", help="drop dose records")
+    fit.add_argument("--solver", choices=("kvaerno5", "tsit5", "dopri5"), default="kvaerno5")
+    fit.add_argument("--rtol", type=float, default=1e-8, help="ODE relative tolerance")
+    fit.add_argument("--se", choices=("hessian", "sandwich", "none"), default="hessian")
+    fit.add_argument("--max-iter", type=int, default=500, help="most OFV evaluations")
+    fit.add_argument("--profile", metavar="NAME[,NAME...]", help="profile likelihoods of")
+    fit.add_argument("--bootstrap", type=int, default=0, metavar="N", help="replicates")
+    fit.add_argument("--vpc", type=int, default=200, metavar="N", help="VPC replicates (0: no)")
+    fit.add_argument("--starts", type=int, default=8, help="starts per subject (individual)")
+    fit.add_argument("--seed", type=int, default=0, help="seed of VPC, bootstrap and starts")
+    fit.set_defaults(run=_fit)
     return parser
 
 

@@ -195,7 +195,17 @@ def response(burden: np.ndarray, times, options: EndpointOptions = EndpointOptio
 def endpoint_table(
     observables: Mapping, times, options: EndpointOptions = EndpointOptions()
 ) -> pd.DataFrame:
-    """All endpoints of a batch of patients, one row per patient (see the module docstring)."""
+    """All endpoints of a batch of patients, one row per patient (see the module docstring).
+
+    Args:
+        observables: observable name -> array ``(patients, times)`` (observable units), e.g.
+            ``Solution.observables`` of :func:`~cartpk.simulate_population`.
+        times: output times (d), containing day 0 and the endpoint days.
+        options: endpoint windows and thresholds.
+
+    Returns:
+        One row per patient; columns named after :data:`ENDPOINTS`, in their units.
+    """
     table = pd.DataFrame(
         {k: np.asarray(v) for k, v in numeric_endpoints(observables, times, options).items()}
     )

@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
+import diffrax as dfx
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -71,6 +72,7 @@ class _Objective(eqx.Module):
     dose_state: int = eqx.field(static=True)
     endpoint: str = eqx.field(static=True)
     options: EndpointOptions = eqx.field(static=True)
+    simulate_options: tuple[tuple[str, object], ...] = eqx.field(static=True, default=())
 
     def doses(self, x, base: DoseArrays, scale) -> DoseArrays:
         """The base regimen plus the optimised therapy's doses, as sorted dose arrays."""
@@ -87,7 +89,8 @@ class _Objective(eqx.Module):
         times = np.asarray(self.times)
 
         def one(params, base, scale):
-            solution = simulate(self.model, params, self.doses(x, base, scale), times)
+            doses = self.doses(x, base, scale)
+            solution = simulate(self.model, params, doses, times, **dict(self.simulate_options))
             value = numeric_endpoints(solution.observables, times, self.options)[self.endpoint]
             return jnp.where(solution.status == 0, value, jnp.nan)
 
@@ -96,6 +99,8 @@ class _Objective(eqx.Module):
 
 @eqx.filter_jit
 def _value_and_grad(objective: _Objective, x):
+    if isinstance(dict(objective.simulate_options).get("adjoint"), dfx.ForwardMode):
+        return objective(x), jax.jacfwd(objective)(x)
     return jax.value_and_grad(objective)(x)
 
 
@@ -108,9 +113,14 @@ class ScheduleProblem:
     """The objective ``J(x)`` of a schedule ``x`` (a vector of the spec's variables, in the order
     of ``variables``): the mean endpoint over the first ``spec.patients`` patients of the
     scenario's population, in the spec's arm, with the spec's therapy given at ``x``.
+
+    ``simulate_options`` go to :func:`~cartpk.simulate` (default: its solver and tolerances).
+    An explicit solver (``solver=diffrax.Tsit5()``) compiles several times faster;
+    ``adjoint=diffrax.ForwardMode()`` computes the gradient in forward mode, cheaper than the
+    default reverse mode for a few variables.
     """
 
-    def __init__(self, scenario: Scenario, spec: OptimizeSpec | None = None):
+    def __init__(self, scenario: Scenario, spec: OptimizeSpec | None = None, **simulate_options):
         spec = spec or scenario.optimize
         if spec is None:
             raise ScenarioError("the scenario has no [optimize] table")
@@ -149,6 +159,7 @@ class ScheduleProblem:
             dose_state=model.state_names.index(dosing.state),
             endpoint=spec.endpoint,
             options=scenario.outputs,
+            simulate_options=tuple(sorted(simulate_options.items())),
         )
 
     def value_and_grad(self, x):
@@ -177,6 +188,7 @@ def optimize_schedule(
     grid_points: int = 5,
     learning_rate: float = 0.05,
     progress: Callable[[str], None] | None = print,
+    **simulate_options,
 ) -> OptimizeResult:
     """Find the schedule that optimises the spec's endpoint (see the module docstring).
 
@@ -186,13 +198,15 @@ def optimize_schedule(
         grid_points: points per variable of the seeding grid.
         learning_rate: Adam step on the scaled ``[0, 1]`` variables.
         progress: called with a line of text after each stage.
+        **simulate_options: passed to :func:`~cartpk.simulate` through
+            :class:`ScheduleProblem` (``solver``, ``rtol``, ``adjoint`` ...).
 
     Raises:
         ScenarioError: if the objective is not finite at the seeding grid (failed solves).
     """
     started = time.perf_counter()
     say = progress or (lambda message: None)
-    problem = ScheduleProblem(scenario, spec)
+    problem = ScheduleProblem(scenario, spec, **simulate_options)
     spec = problem.spec
     sign = -1.0 if spec.goal == "maximize" else 1.0
     say(

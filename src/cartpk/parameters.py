@@ -32,7 +32,8 @@ class Parameter:
         unit: physical unit (``"1/d"``, ``"cells"``, ``"-"`` for dimensionless ...).
         description: one line saying what it is.
         source: where the default comes from (citation with DOI, or "assumption: why").
-        lower, upper: bounds of the legal range (open at ``0`` for log-transformed parameters).
+        lower: lower bound of the legal range (open at ``0`` for log-transformed parameters).
+        upper: upper bound of the legal range.
         transform: ``"log"``, ``"logit"`` or ``"identity"`` (how it maps to unconstrained space).
     """
 
@@ -61,6 +62,7 @@ class Parameter:
             )
 
     def to_unconstrained(self, value):
+        """Value in ``unit`` -> unconstrained real (log, logit or identity)."""
         if self.transform == "log":
             return jnp.log(value)
         if self.transform == "logit":
@@ -69,6 +71,7 @@ class Parameter:
         return value
 
     def from_unconstrained(self, u):
+        """Unconstrained real -> value in ``unit`` (inverse of :meth:`to_unconstrained`)."""
         if self.transform == "log":
             return jnp.exp(u)
         if self.transform == "logit":

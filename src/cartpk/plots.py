@@ -1,7 +1,16 @@
-"""Plots of trajectories, endpoint distributions and parameter grids (matplotlib).
+"""Plots of trajectories, observed data, endpoint distributions, parameter grids and
+sensitivities (matplotlib).
 
 Every function draws into a new figure and returns it (``save`` writes a PNG and closes it), so
 the same calls serve notebooks and the command line. Axes carry units.
+
+- population bands: :func:`solution_bands` (from a batched :class:`~cartpk.Solution`, one panel
+  per compartment) and :func:`trajectories` (from the ``trajectories.csv`` table that
+  :func:`band_table` and ``cartpk simulate`` write);
+- data: :func:`observed_data` (a :func:`~cartpk.read_nonmem` dataset, BLQ records marked);
+- scenario results: :func:`endpoint_distributions`, :func:`response_bars`, :func:`grid_heatmap`,
+  :func:`grid_lines`;
+- sensitivity: :func:`tornado` (tables from :mod:`cartpk.sensitivity`).
 """
 
 from __future__ import annotations
@@ -12,6 +21,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .errors import CartpkError
+
 #: observable or endpoint -> axis label with its unit, and whether a log axis suits it.
 LABELS: dict[str, tuple[str, bool]] = {
     "blood_cells_per_ul": ("circulating CAR-T (cells/µL)", True),
@@ -20,6 +31,9 @@ LABELS: dict[str, tuple[str, bool]] = {
     "tumour_burden": ("tumour burden (cells)", True),
     "exhausted_fraction": ("exhausted share of tumour CAR-T (-)", False),
     "total_car_t": ("total CAR-T (cells)", True),
+    "blood_car_t": ("CAR-T in the blood volume (cells)", True),
+    "stroma_effector": ("stromal CAR-T (cells)", True),
+    "tumour_car_t_per_g": ("intratumoural CAR-T (cells/g tumour)", True),
     "cmax_cells_per_ul": ("Cmax (cells/µL)", True),
     "cmax_copies_per_ug": ("Cmax (copies/µg gDNA)", True),
     "tmax_d": ("Tmax (d)", False),
@@ -35,14 +49,109 @@ LABELS: dict[str, tuple[str, bool]] = {
 }
 
 
+#: compartment -> observables (or states) showing its CAR-T, the first one present is plotted.
+COMPARTMENTS: dict[str, tuple[str, ...]] = {
+    "blood": ("blood_cells_per_ul", "blood_copies_per_ug"),
+    "stroma": ("stroma_effector",),
+    "tumour": ("tumour_car_t",),
+}
+
+#: sensitivity table column -> axis label (see :mod:`cartpk.sensitivity`).
+SENSITIVITY_LABELS: dict[str, str] = {
+    "normalized": "normalized sensitivity d ln y / d ln p (-)",
+    "derivative": "dy/dp (endpoint unit per parameter unit)",
+    "mu": "Morris mean effect μ (endpoint unit per parameter range)",
+    "mu_star": "Morris μ* (endpoint unit per parameter range)",
+    "sigma": "Morris σ (endpoint unit per parameter range)",
+    "S1": "first-order Sobol index (-)",
+    "ST": "total-order Sobol index (-)",
+}
+
+
 def _pyplot():
     import matplotlib.pyplot as plt  # falls back to the Agg backend without a display
 
     return plt
 
 
-def _label(name: str) -> tuple[str, bool]:
-    return LABELS.get(name, (name, False))
+def _label(name: str, model=None) -> tuple[str, bool]:
+    """Axis label with unit, and whether a log axis suits it; a model's states label
+    themselves (``description (unit)``)."""
+    if name in LABELS:
+        return LABELS[name]
+    for state in getattr(model, "states", ()):
+        if state.name == name:
+            return f"{state.description or name} ({state.unit})", state.unit == "cells"
+    return name, False
+
+
+def band_table(solution, observables: Sequence[str], arms: Sequence[str] | None = None):
+    """Median and 5-95 % band per arm and time of a batched solution (``trajectories.csv``).
+
+    Args:
+        solution: a :class:`~cartpk.Solution` with a patient axis (e.g. from
+            :func:`~cartpk.simulate_population`); failed patients (``status != 0``) are left out.
+        observables: names of observables or states.
+        arms: one label per patient (default: every patient in one group, ``"all"``).
+
+    Returns:
+        A DataFrame with columns ``arm, observable, time_d, p05, median, p95`` (observable
+        units), the layout :func:`trajectories` plots.
+    """
+    times = np.asarray(solution.times).reshape(-1, np.shape(solution.times)[-1])[0]
+    ok = np.asarray(solution.status).reshape(-1) == 0
+    labels = np.asarray(arms if arms is not None else ["all"] * ok.size, dtype=object)
+    if labels.shape != ok.shape:
+        raise CartpkError(f"arms has {labels.size} labels for {ok.size} patients")
+    frames = []
+    for name in observables:
+        if name in solution.observables:
+            values = np.asarray(solution.observables[name])
+        elif name in solution.states:
+            values = np.asarray(solution.states[name])
+        else:
+            known = ", ".join([*solution.observables, *solution.states])
+            raise CartpkError(f"no observable or state {name!r}; known: {known}")
+        values = values.reshape(-1, times.size)
+        for arm in dict.fromkeys(labels):
+            rows = values[(labels == arm) & ok]
+            if not len(rows):
+                continue
+            q05, q50, q95 = np.percentile(rows, [5, 50, 95], axis=0)
+            frames.append(
+                pd.DataFrame(
+                    {
+                        "arm": arm,
+                        "observable": name,
+                        "time_d": times,
+                        "p05": q05,
+                        "median": q50,
+                        "p95": q95,
+                    }
+                )
+            )
+    return pd.concat(frames, ignore_index=True)
+
+
+def _draw_bands(ax, data: pd.DataFrame, label: tuple[str, bool], arms=None) -> None:
+    """Median lines and 5-95 % bands of one observable's rows of a band table."""
+    arms = list(arms or dict.fromkeys(data.arm))
+    for arm in arms:
+        group = data[data.arm == arm]
+        (line,) = ax.plot(group.time_d, group["median"], label=arm)
+        ax.fill_between(group.time_d, group.p05, group.p95, color=line.get_color(), alpha=0.12)
+    ylabel, log = label
+    if log and (data["p95"] > 0).any():
+        ax.set_yscale("log")
+        # show six decades below the top: a trajectory decaying to 1e-30 cells says nothing more
+        positive = data[["p05", "median", "p95"]].to_numpy()
+        positive = positive[positive > 0]
+        ax.set_ylim(bottom=max(positive.min(), 1e-6 * positive.max()))
+    ax.axvline(0.0, color="0.6", lw=0.8, ls=":")
+    ax.set_xlabel("time after CAR-T infusion (d)")
+    ax.set_ylabel(ylabel)
+    if len(arms) > 1 or arms[0] != "all":
+        ax.legend(fontsize=8)
 
 
 def trajectories(
@@ -51,19 +160,162 @@ def trajectories(
     """Median and 5-95 % band of one observable per arm (``trajectories.csv`` layout)."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(8, 5), constrained_layout=True)
-    data = bands[bands.observable == observable]
-    for arm in arms or list(dict.fromkeys(data.arm)):
-        group = data[data.arm == arm]
-        (line,) = ax.plot(group.time_d, group["median"], label=arm)
-        ax.fill_between(group.time_d, group.p05, group.p95, color=line.get_color(), alpha=0.12)
     ylabel, log = _label(observable)
-    if log and (data["p95"] > 0).any():
-        ax.set_yscale("log")
-    ax.axvline(0.0, color="0.6", lw=0.8, ls=":")
-    ax.set_xlabel("time after CAR-T infusion (d)")
-    ax.set_ylabel(ylabel)
+    _draw_bands(ax, bands[bands.observable == observable], (ylabel, log), arms)
     ax.set_title(title or f"{ylabel.split(' (')[0]}: median and 5-95 % band")
-    ax.legend(fontsize=8)
+    return fig
+
+
+def solution_bands(
+    solution,
+    observables: Sequence[str] | None = None,
+    *,
+    arms: Sequence[str] | None = None,
+    model=None,
+    title: str = "",
+):
+    """Population trajectories straight from a :class:`~cartpk.Solution`: one panel per
+    observable, median and 5-95 % band per arm.
+
+    Args:
+        solution: a batched solution (``simulate_population``), or one patient's (a line).
+        observables: observable or state names (default: the CAR-T of each compartment the
+            model has, :data:`COMPARTMENTS`: blood, stroma, tumour).
+        arms: one label per patient (e.g. ``np.repeat(["alone", "+ anti-VEGF"], n)``).
+        model: the model, to label states with their units.
+        title: figure title.
+    """
+    plt = _pyplot()
+    if observables is None:
+        present = {*solution.observables, *solution.states}
+        observables = [
+            next(n for n in names if n in present)
+            for names in COMPARTMENTS.values()
+            if any(n in present for n in names)
+        ]
+    table = band_table(solution, observables, arms)
+    fig, axes = plt.subplots(
+        1,
+        len(observables),
+        figsize=(4.6 * len(observables) if len(observables) > 1 else 7.0, 4.2),
+        constrained_layout=True,
+    )
+    for ax, name in zip(np.atleast_1d(axes), observables, strict=True):
+        label = _label(name, model)
+        _draw_bands(ax, table[table.observable == name], label, None)
+        compartment = next((c for c, names in COMPARTMENTS.items() if name in names), None)
+        ax.set_title(f"{compartment} CAR-T" if compartment else label[0].split(" (")[0])
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def observed_data(
+    data,
+    *,
+    dvid: int | None = None,
+    ylabel: str = "observed value (DV units)",
+    log: bool = True,
+    ids: Sequence | None = None,
+    prediction: pd.DataFrame | None = None,
+):
+    """Observations per subject over time, censored records marked.
+
+    Below-limit records (``CENS=1``, BLQ) are drawn as open down-triangles at their limit
+    (``LIMIT``/``LLOQ``), above-limit ones (``CENS=-1``) as open up-triangles; the limit is a
+    dashed line when all records share it.
+
+    Args:
+        data: a :class:`~cartpk.nonmem.NonmemData` from :func:`~cartpk.read_nonmem`.
+        dvid: the observation type to plot (default: all).
+        ylabel: y-axis label with the unit of ``DV`` (the dataset does not carry units).
+        log: log y axis.
+        ids: subjects to plot (default: all).
+        prediction: a band table (:func:`band_table`, one arm) drawn as the model's median and
+            5-95 % band.
+    """
+    plt = _pyplot()
+    obs = data.observations()
+    if dvid is not None:
+        obs = obs[obs.DVID == dvid]
+    if ids is not None:
+        obs = obs[obs.ID.isin(list(ids))]
+    fig, ax = plt.subplots(figsize=(8, 5), constrained_layout=True)
+    handles = []
+    if prediction is not None:
+        ax.fill_between(prediction.time_d, prediction.p05, prediction.p95, color="0.8")
+        handles += ax.plot(
+            prediction.time_d, prediction["median"], "k-", label="model median, 5-95 % band"
+        )
+    for index, (_, subject) in enumerate(obs.groupby("ID", sort=False)):
+        colour = f"C{index % 10}"
+        measured = subject[subject.CENS == 0]
+        ax.plot(measured.TIME, measured.DV, "o-", color=colour, ms=4, lw=0.8, alpha=0.8)
+        for flag, marker in ((1, "v"), (-1, "^")):
+            censored = subject[subject.CENS == flag]
+            ax.plot(censored.TIME, censored.LIMIT, marker, mfc="none", color=colour, ms=7)
+    limits = obs.loc[obs.CENS != 0, "LIMIT"].dropna().unique()
+    if len(limits) == 1:
+        ax.axhline(limits[0], color="0.4", lw=0.8, ls="--")
+    handles += [
+        plt.Line2D([], [], marker="o", color="0.3", ms=4, lw=0.8, label="observed"),
+        plt.Line2D([], [], marker="v", mfc="none", color="0.3", ls="", label="below limit (BLQ)"),
+    ]
+    if (obs.CENS == -1).any():
+        handles.append(
+            plt.Line2D([], [], marker="^", mfc="none", color="0.3", ls="", label="above limit")
+        )
+    ax.legend(handles=handles, fontsize=8)
+    if log:
+        ax.set_yscale("log")
+    ax.set_xlabel("time (d)")
+    ax.set_ylabel(ylabel)
+    ax.set_title(f"{obs.ID.nunique()} subjects, {len(obs)} observations")
+    return fig
+
+
+def tornado(table: pd.DataFrame, column: str | None = None, top: int | None = None):
+    """Tornado plot of sensitivities: one panel per endpoint, parameters sorted by magnitude.
+
+    Args:
+        table: from :func:`cartpk.sensitivity.local_sensitivity`, :func:`~cartpk.sensitivity.
+            morris` or :func:`~cartpk.sensitivity.sobol` (columns ``endpoint``, ``parameter``).
+        column: the column to plot (default: ``normalized``, else ``mu_star``, else ``ST``).
+        top: show only the ``top`` largest magnitudes per endpoint.
+    """
+    from .endpoints import ENDPOINTS
+
+    plt = _pyplot()
+    column = column or next(c for c in ("normalized", "mu_star", "ST") if c in table)
+    endpoints = list(dict.fromkeys(table.endpoint))
+    rows = [
+        table[table.endpoint == e]
+        .assign(_size=lambda t: t[column].abs())
+        .sort_values("_size", ascending=False)
+        .head(top)
+        for e in endpoints
+    ]
+    height = max(len(r) for r in rows)
+    fig, axes = plt.subplots(
+        1,
+        len(endpoints),
+        figsize=(4.6 * len(endpoints), 1.0 + 0.32 * height),
+        constrained_layout=True,
+        squeeze=False,
+    )
+    for ax, endpoint, data in zip(axes[0], endpoints, rows, strict=True):
+        values = data[column].to_numpy(dtype=float)
+        y = np.arange(len(data))
+        ax.barh(y, values, color=np.where(values >= 0, "C0", "C3"))
+        if column == "mu_star" and "sigma" in data:
+            ax.plot(data["sigma"], y, "k|", ms=10, label="σ")
+            ax.legend(fontsize=8)
+        ax.set_yticks(y, data.parameter, fontsize=8)
+        ax.set_ylim(len(data) - 0.5, -0.5)
+        ax.axvline(0.0, color="0.4", lw=0.8)
+        ax.set_xlabel(SENSITIVITY_LABELS.get(column, column))
+        unit = ENDPOINTS.get(endpoint, (None,))[0]
+        ax.set_title(f"{endpoint} ({unit})" if unit else endpoint, fontsize=10)
     return fig
 
 

@@ -154,11 +154,13 @@ class VirtualPopulation:
 
         Args:
             model: the model whose defaults are the typical values.
-            start, stop: patient indices (any chunk of the population).
+            start: index of the first patient (any chunk of the population).
+            stop: index after the last patient.
             overrides: parameter -> typical value replacing the model default.
 
         Returns:
-            ``(params, patients)``: parameter name -> array of shape ``(stop - start,)``, and a
+            ``(params, patients)``: parameter name -> array of shape ``(stop - start,)`` (model
+            units), and a
             DataFrame with columns ``patient``, ``subgroup`` and one per covariate.
         """
         n = stop - start

@@ -62,6 +62,11 @@ class Dose:
             )
         if not math.isfinite(float(self.time) + float(self.duration)):
             raise RegimenError(f"dose end time {self.time!r} + {self.duration!r} d is not finite")
+        if self.duration > 0 and float(self.time) + float(self.duration) == float(self.time):
+            raise RegimenError(
+                f"dose duration {self.duration!r} d is too short to resolve at time {self.time:g} d"
+                " (float64); give a longer infusion or a bolus"
+            )
 
     @property
     def rate(self) -> float:
@@ -97,7 +102,8 @@ class Regimen:
     def single(
         cls, amount: float, compartment: str, time: float = 0.0, duration: float = 0.0
     ) -> Regimen:
-        """One bolus or infusion."""
+        """One bolus or infusion: ``amount`` (state unit, e.g. cells) into the state named
+        ``compartment`` at ``time`` (d), over ``duration`` days (0: bolus)."""
         return cls((Dose(time, amount, compartment, duration),))
 
     @classmethod
@@ -120,9 +126,8 @@ class Regimen:
                 raise RegimenError(f"schedule {name} must be a number, got {value!r}")
         if count > 1 and not interval > 0:
             raise RegimenError(f"schedule interval must be > 0 d, got {interval!r}")
-        return cls(
-            tuple(Dose(start + i * interval, amount, compartment, duration) for i in range(count))
-        )
+        times = [start] + [start + i * interval for i in range(1, count)]  # one dose: no interval
+        return cls(tuple(Dose(t, amount, compartment, duration) for t in times))
 
     @classmethod
     def split(
@@ -189,7 +194,8 @@ class Regimen:
                 bolus[k, j] += dose.amount
             else:
                 end = position[dose.time + dose.duration]
-                rate[k:end, j] += dose.rate
+                # the rate over the event times as rounded, so that the whole amount is delivered
+                rate[k:end, j] += dose.amount / (times[end] - times[k])
         return event_times, bolus, rate
 
 

@@ -151,8 +151,12 @@ class Scenario:
         The first output is the pre-treatment baseline; ``earliest_dose`` moves it earlier (e.g.
         for a schedule search whose doses may start before any arm's).
         """
-        first = min([0.0, earliest_dose] + [c.start_day for a in self.arms for c in a.therapies])
-        start = math.floor(first / self.output_step_days) * self.output_step_days
+        first = min(
+            [0.0, earliest_dose]
+            + [a.product.day for a in self.arms]
+            + [c.start_day for a in self.arms for c in a.therapies]
+        )
+        start = min(first, math.floor(first / self.output_step_days) * self.output_step_days)
         regular = np.arange(start, self.horizon_days + 1e-9, self.output_step_days)
         needed = self.outputs.required_times(self.horizon_days)
         return np.unique(np.concatenate([regular, needed, [start]]))
@@ -387,6 +391,18 @@ def parse_scenario(
     band_patients = table.get("band_patients", int, 1000, _POSITIVE)
     table.finish()
     top.finish()
+    first = min(
+        [0.0]
+        + [a.product.day for a in arms]
+        + [c.start_day for a in arms for c in a.therapies]
+        + ([optimize.bounds["start_day"][0]] if optimize and "start_day" in optimize.bounds else [])
+    )
+    if (horizon - first) / step > MAX_OUTPUT_TIMES:
+        raise top.error(
+            "output_step_days",
+            f"gives {(horizon - first) / step:.3g} output times from the first dose (day "
+            f"{first:g}) to the horizon, more than {MAX_OUTPUT_TIMES}",
+        )
 
     scenario = Scenario(
         name=name,
@@ -416,7 +432,7 @@ def _population(table: _Table, patients: int | None):
             raise ScenarioError(f"--patients must be in [1, {MAX_PATIENTS}], got {patients}")
         size = patients
     seed = table.get("seed", int, 0, _between(0, 2**32 - 1))
-    chunk = table.get("chunk_size", int, 2048, _between(1, 1_000_000))
+    chunk = table.get("chunk_size", int, 256, _between(1, 1_000_000))
     variability = table.numbers("variability", *_CV)
     correlations = {}
     for entry in table.tables("correlations"):

@@ -15,13 +15,14 @@ Failures never come back as silent NaNs: each patient carries a ``status`` code 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 
 import diffrax as dfx
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optimistix as optx
 from jaxtyping import Array, Float, Int
 
 from .errors import CartpkError, ParameterError
@@ -173,40 +174,96 @@ def simulate_population(
     *,
     chunk_size: int | None = None,
     progress: Callable[[int, int], None] | None = None,
+    stepping: str = "auto",
+    devices: Sequence[jax.Device] | None = None,
     **options,
 ) -> Solution:
-    """Simulate many patients at once (``vmap``, optionally in chunks to bound memory).
+    """Simulate many patients at once, in compiled chunks (optionally sharded over devices).
 
     Args:
         model: a cartpk model.
         params: parameter name -> array of shape ``(patients,)`` (or scalar, shared by all).
         regimens: one regimen for everyone, a list with one per patient, or stacked DoseArrays.
         times: output times (d), shared by all patients.
-        chunk_size: patients per compiled batch (default: all at once).
+        chunk_size: patients per compiled batch (default: all at once). Chunks are padded to
+            this size, so every chunk reuses one compiled function. On a CPU, 256-1024 per
+            device is fastest (``docs/scaling.md``).
         progress: called as ``progress(done, total)`` after each chunk.
+        stepping: ``"shared"`` integrates a chunk as one system with one adaptive step size,
+            accepted only when *every* patient's error meets the tolerance (the error norm is
+            the maximum over patients of each patient's RMS norm). ``"per_patient"`` runs one
+            adaptive solve per patient under ``vmap``. ``"auto"`` (default): shared for
+            explicit Runge-Kutta solvers (much faster, see ``docs/scaling.md``), per patient
+            for implicit ones (whose Newton solves would couple the patients). If a shared
+            chunk fails (step limit or solver failure), it is re-solved per patient, so a
+            failure stays with its patient.
+        devices: shard each chunk over these devices along the patient axis (one host); e.g.
+            ``jax.devices()``. Default: JAX's default device.
         **options: passed to :func:`simulate` (solver, rtol, ...).
 
     Returns:
         A :class:`Solution` whose leaves have a leading patient axis. Failed patients have a
         non-zero ``status``; they never spoil the others. Bad parameter values are reported per
-        patient through ``status``, not raised.
+        patient through ``status``, not raised. With shared stepping, ``num_steps`` is the
+        chunk's step count. For populations too large to hold, use
+        :func:`simulate_population_chunks`.
+    """
+    pieces = list(
+        simulate_population_chunks(
+            model,
+            params,
+            regimens,
+            times,
+            chunk_size=chunk_size,
+            progress=progress,
+            stepping=stepping,
+            devices=devices,
+            _keep_on_device=True,
+            **options,
+        )
+    )
+    if len(pieces) == 1:
+        solution = pieces[0][1]
+    else:
+        solution = jax.tree.map(lambda *a: jnp.asarray(np.concatenate(a)), *(s for _, s in pieces))
+    status = np.asarray(solution.status)
+    if not bool(np.all(status == 0)):
+        failed = solution.failures(params)
+        warnings.warn(
+            f"{len(failed)} of {status.size} patients failed: " + "; ".join(failed[:5]),
+            SimulationWarning,
+            stacklevel=2,
+        )
+    return solution
+
+
+def simulate_population_chunks(
+    model: AbstractModel,
+    params: Mapping,
+    regimens: Regimen | Sequence[Regimen] | DoseArrays | None,
+    times,
+    *,
+    chunk_size: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    stepping: str = "auto",
+    devices: Sequence[jax.Device] | None = None,
+    _keep_on_device: bool = False,
+    **options,
+) -> Iterator[tuple[slice, Solution]]:
+    """Like :func:`simulate_population`, but yields ``(patients, solution)`` per chunk.
+
+    ``patients`` is the slice of the population in the chunk and ``solution`` its
+    :class:`Solution` with NumPy leaves. Only one chunk is held at a time (the next one is
+    already computing while you consume this one), so memory stays bounded for any number of
+    patients: reduce each chunk to what you need (endpoints, quantiles) or write it to disk.
+    Failures are reported through ``status`` only (no warning).
     """
     require_x64()
-    sizes = {np.shape(v)[0] for v in params.values() if np.ndim(v) > 0}
-    if isinstance(regimens, Sequence):
-        sizes.add(len(regimens))
-    if len(sizes) > 1:
-        raise CartpkError(f"inconsistent numbers of patients in params/regimens: {sorted(sizes)}")
-    n = sizes.pop() if sizes else 1
-    params = {k: jnp.broadcast_to(jnp.asarray(v, dtype=float), (n,)) for k, v in params.items()}
-    model.parameter_set._check_names(params)
-    if isinstance(regimens, Sequence):
-        doses = stack_regimens(regimens, model.state_names)
-    else:
-        single = _as_dose_arrays(regimens, model)
-        doses = (
-            single if single.times.ndim == 2 else jax.tree.map(lambda a: jnp.stack([a] * n), single)
-        )
+    if stepping not in STEPPINGS:
+        raise CartpkError(f"stepping must be one of {STEPPINGS}, got {stepping!r}")
+    batched, shared, n = _split_params(params, regimens)
+    model.parameter_set._check_names({**batched, **shared})
+    doses = _population_doses(model, regimens, n)
     times = jnp.asarray(times, dtype=float)
     _check_times(np.asarray(times))
 
@@ -217,38 +274,45 @@ def simulate_population(
     atol_scale = jnp.asarray(options.pop("atol_scale", 1.0), dtype=float)
     if options:
         raise CartpkError(f"unknown simulate option(s): {', '.join(options)}")
-    chunk = chunk_size or n
-    pieces = []
-    for start in range(0, n, chunk):
-        part = slice(start, min(start + chunk, n))
+    if stepping == "auto":
+        stepping = "shared" if isinstance(solver, dfx.AbstractERK) else "per_patient"
 
-        def take(tree, part=part):
-            return jax.tree.map(lambda a: a[part], tree)
+    mesh = _mesh(devices)
+    n_devices = 1 if mesh is None else mesh.size
+    chunk = min(chunk_size or n, n)
+    chunk = -(-chunk // n_devices) * n_devices  # a multiple of the number of devices
+    statics = (model, solver, adjoint, max_steps)
+    n_events = _max_events(doses, n, chunk) if stepping == "shared" else None
 
-        pieces.append(
-            _solve_batch(
-                model,
-                solver,
-                adjoint,
-                max_steps,
-                take(params),
-                take(doses),
-                times,
-                rtol,
-                atol_scale,
-            )
-        )
+    def launch(part, how):
+        pb = {k: _pad(v[part], chunk) for k, v in batched.items()}
+        d = doses if doses.times.ndim == 1 else jax.tree.map(lambda a: _pad(a[part], chunk), doses)
+        if how == "shared":
+            d = _common_events(d, n_events)
+        pb, d = _place(mesh, pb, d)
+        return _run_chunk(*statics, how, mesh, pb, shared, d, times, rtol, atol_scale)
+
+    def finish(part, how, result):
+        size = part.stop - part.start
+        if (
+            how == "shared"
+            and size > 1
+            and bool(np.any(np.isin(np.asarray(result.status), [1, 4])))
+        ):
+            result = launch(part, "per_patient")  # one stiff patient must not fail the rest
+        if _keep_on_device:
+            return jax.tree.map(lambda a: a[:size], result)
+        return jax.tree.map(lambda a: np.asarray(a)[:size], result)
+
+    parts = [slice(s, min(s + chunk, n)) for s in range(0, n, chunk)]
+    pending = (parts[0], launch(parts[0], stepping))
+    for k, part in enumerate(parts):
+        following = (parts[k + 1], launch(parts[k + 1], stepping)) if k + 1 < len(parts) else None
+        solution = finish(part, stepping, pending[1])
         if progress is not None:
             progress(part.stop, n)
-    solution = jax.tree.map(lambda *a: jnp.concatenate(a), *pieces)
-    if not bool(np.all(np.asarray(solution.status) == 0)):
-        failed = solution.failures(params)
-        warnings.warn(
-            f"{len(failed)} of {n} patients failed: " + "; ".join(failed[:5]),
-            SimulationWarning,
-            stacklevel=2,
-        )
-    return solution
+        yield part, solution
+        pending = following
 
 
 def _solve_one(model, solver, adjoint, max_steps, params, doses, times, rtol, atol_scale):
@@ -299,21 +363,267 @@ def _solve_one(model, solver, adjoint, max_steps, params, doses, times, rtol, at
 
     init = (y0, jnp.zeros((times.shape[0], n_states)), jnp.where(params_ok, 0, 3), 0)
     (_, ys, status, steps), _ = jax.lax.scan(segment, init, (starts, ends, boluses, rates, first))
+    status, named, observables = _outputs(model, params, times, ys, status, atol_scale)
+    return Solution(times, named, observables, status, steps)
+
+
+def _solve_shared(model, solver, adjoint, max_steps, pb, ps, doses, times, rtol, atol_scale):
+    """A chunk of patients as one system (states x patients) with one shared step size.
+
+    ``pb``: batched parameters ``(patients,)``; ``ps``: shared scalars; ``doses``: event times
+    shared by the chunk, boluses/rates either shared ``(events, states)`` or per patient
+    ``(patients, events, states)``."""
+    n = next(iter(jax.tree.leaves(pb)), jnp.zeros(1)).shape[0]
+    n_states = len(model.states)
+    ok = jax.vmap(lambda b: model.parameter_set.all_in_bounds({**ps, **b}))(pb)
+    # a patient with illegal parameters integrates a legal stand-in, so it cannot stall the
+    # shared step size; its status says it failed
+    stand_in = jnp.argmax(ok)
+    pb = jax.tree.map(lambda a: jnp.where(ok, a, a[stand_in]), pb)
+    y0 = jax.vmap(lambda b: model.pack(model.initial_state({**ps, **b})))(pb).T
+
+    per_patient = doses.bolus.ndim == 3
+    if per_patient:  # (patients, events, states) -> (events, states, patients)
+        bolus = jnp.transpose(doses.bolus, (1, 2, 0))
+        rates = jnp.transpose(doses.rate, (1, 2, 0))
+    else:
+        bolus, rates = doses.bolus[..., None], doses.rate
+    rate_axis = 1 if per_patient else None
+    t_start = jnp.minimum(jnp.minimum(times[0], doses.times[0]), 0.0)
+    t_end = times[-1]
+    event_times = jnp.clip(doses.times, t_start, t_end)
+    starts = jnp.concatenate([t_start[None], event_times])
+    ends = jnp.concatenate([event_times, t_end[None]])
+    zeros_b = jnp.zeros((1,) + bolus.shape[1:])
+    bolus = jnp.concatenate([zeros_b, bolus])
+    rates = jnp.concatenate([jnp.zeros((1,) + rates.shape[1:]), rates])
+    first = jnp.arange(starts.shape[0]) == 0
+
+    def field(t, y, args):
+        b, rate = args
+        one = lambda y_i, b_i, r_i: model.vector_field(t, y_i, ({**ps, **b_i}, r_i))  # noqa: E731
+        return jax.vmap(one, in_axes=(1, 0, rate_axis), out_axes=1)(y, b, rate)
+
+    term = dfx.ODETerm(field)
+    # a PI controller: an explicit solver at its stability limit (the slow tail of CAR-T
+    # kinetics) then needs about 20 % fewer steps than with the I controller (measured,
+    # docs/scaling.md)
+    controller = dfx.PIDController(
+        rtol=rtol,
+        atol=(atol_scale * model.atol())[:, None],
+        norm=_max_patient_norm,
+        pcoeff=SHARED_PCOEFF,
+        icoeff=SHARED_ICOEFF,
+    )
+
+    def segment(carry, inputs):
+        y, ys, code, steps = carry
+        t0, t1, b, rate, is_first = inputs
+        y = y + b
+        sol = dfx.diffeqsolve(
+            term,
+            solver,
+            t0,
+            t1,
+            None,
+            y,
+            args=(pb, rate),
+            saveat=dfx.SaveAt(ts=jnp.clip(times, t0, t1), t1=True),
+            stepsize_controller=controller,
+            adjoint=adjoint,
+            max_steps=max_steps,
+            throw=False,
+        )
+        here = ((times > t0) & (times <= t1)) | (is_first & (times == t0))
+        ys = jnp.where(here[:, None, None], sol.ys[:-1], ys)
+        new = jnp.where(
+            sol.result == dfx.RESULTS.successful,
+            0,
+            jnp.where(sol.result == dfx.RESULTS.max_steps_reached, 1, 4),
+        )
+        code = jnp.where(code == 0, new, code)
+        return (sol.ys[-1], ys, code, steps + sol.stats["num_steps"]), None
+
+    init = (y0, jnp.zeros((times.shape[0], n_states, n)), 0, 0)
+    (_, ys, code, steps), _ = jax.lax.scan(segment, init, (starts, ends, bolus, rates, first))
+    ys = jnp.transpose(ys, (2, 0, 1))  # (patients, times, states)
+    status = jnp.where(ok, code, 3)
+    status, named, observables = jax.vmap(
+        lambda y, b, s: _outputs(model, {**ps, **b}, times, y, s, atol_scale)
+    )(ys, pb, status)
+    return Solution(
+        jnp.broadcast_to(times, (n, times.shape[0])),
+        named,
+        observables,
+        status,
+        jnp.broadcast_to(steps, (n,)),
+    )
+
+
+def _max_patient_norm(scaled_error):
+    """Error norm of a shared step: the worst patient's RMS norm (non-finite patients, which
+    are reported through their status, do not stall the others)."""
+    per_patient = jax.vmap(optx.rms_norm, in_axes=1)(scaled_error)
+    return jnp.max(jnp.where(jnp.isfinite(per_patient), per_patient, 0.0))
+
+
+def _outputs(model, params, times, ys, status, atol_scale):
     finite = jnp.all(jnp.isfinite(ys))
     floor = -10 * atol_scale * model.atol() - 1e-6 * jnp.max(jnp.abs(ys), axis=0)
     nonneg = jnp.asarray([s.nonnegative for s in model.states])
     positive = jnp.all(jnp.where(nonneg, ys >= floor, True))
     status = jnp.where(status != 0, status, jnp.where(~finite, 2, jnp.where(~positive, 5, 0)))
-
     named = model.unpack(ys)
     observables = jax.vmap(lambda t, y: model.observables(t, model.unpack(y), params))(times, ys)
-    return Solution(times, named, observables, status, steps)
+    return status, named, observables
+
+
+def _solve_per_patient(model, solver, adjoint, max_steps, pb, ps, doses, times, rtol, atol_scale):
+    dose_axis = 0 if doses.bolus.ndim == 3 else None
+
+    def one(b, d):
+        return _solve_one(
+            model, solver, adjoint, max_steps, {**ps, **b}, d, times, rtol, atol_scale
+        )
+
+    return jax.vmap(one, in_axes=(0, dose_axis))(pb, doses)
 
 
 _solve = eqx.filter_jit(_solve_one)
-_solve_batch = eqx.filter_jit(
-    eqx.filter_vmap(_solve_one, in_axes=(None, None, None, None, 0, 0, None, None, None))
-)
+
+
+@eqx.filter_jit
+def _run_chunk(model, solver, adjoint, max_steps, stepping, mesh, pb, ps, doses, times, *tols):
+    """One compiled chunk; with a mesh, each device solves its own slice of patients (its own
+    step sizes: devices never wait for each other inside the solve)."""
+    solve = _solve_shared if stepping == "shared" else _solve_per_patient
+
+    def local(pb, doses):
+        return solve(model, solver, adjoint, max_steps, pb, ps, doses, times, *tols)
+
+    if mesh is None:
+        return local(pb, doses)
+    spec = jax.sharding.PartitionSpec(_AXIS)
+    dose_spec = DoseArrays(
+        jax.sharding.PartitionSpec(_AXIS if doses.times.ndim == 2 else None),
+        jax.sharding.PartitionSpec(_AXIS if doses.bolus.ndim == 3 else None),
+        jax.sharding.PartitionSpec(_AXIS if doses.rate.ndim == 3 else None),
+    )
+    return jax.shard_map(
+        local, mesh=mesh, in_specs=(spec, dose_spec), out_specs=spec, check_vma=False
+    )(pb, doses)
+
+
+_AXIS = "patients"
+SHARED_PCOEFF, SHARED_ICOEFF = 0.4, 0.3
+STEPPINGS = ("auto", "shared", "per_patient")
+
+
+def _mesh(devices):
+    if devices is None:
+        return None
+    devices = list(devices)
+    if not devices:
+        raise CartpkError("devices must name at least one device, e.g. jax.devices()")
+    return jax.sharding.Mesh(np.array(devices), (_AXIS,))
+
+
+def _place(mesh, pb, doses):
+    """Put a chunk's per-patient arrays on the devices (split along patients)."""
+    if mesh is None:
+        return pb, doses
+    split = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(_AXIS))
+    whole = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+
+    def put(a, batched):
+        return jax.device_put(a, split if batched else whole)
+
+    pb = {k: put(v, True) for k, v in pb.items()}
+    doses = DoseArrays(
+        put(doses.times, doses.times.ndim == 2),
+        put(doses.bolus, doses.bolus.ndim == 3),
+        put(doses.rate, doses.rate.ndim == 3),
+    )
+    return pb, doses
+
+
+def _split_params(params, regimens):
+    """Per-patient parameters (host arrays) and shared scalars, and the number of patients."""
+    sizes = {np.shape(v)[0] for v in params.values() if np.ndim(v) > 0}
+    if isinstance(regimens, Sequence):
+        sizes.add(len(regimens))
+    elif isinstance(regimens, DoseArrays) and regimens.times.ndim == 2:
+        sizes.add(regimens.times.shape[0])
+    if len(sizes) > 1:
+        raise CartpkError(f"inconsistent numbers of patients in params/regimens: {sorted(sizes)}")
+    n = sizes.pop() if sizes else 1
+    batched = {k: np.asarray(v, dtype=float) for k, v in params.items() if np.ndim(v) > 0}
+    shared = {k: jnp.asarray(v, dtype=float) for k, v in params.items() if np.ndim(v) == 0}
+    if not batched and shared:  # one per-patient leaf carries the patient axis
+        name = next(iter(shared))
+        batched[name] = np.full(n, float(shared.pop(name)))
+    for name, value in batched.items():
+        if value.ndim != 1:
+            raise CartpkError(f"parameter {name} must be a scalar or 1-D, got {value.shape}")
+    return batched, shared, n
+
+
+def _population_doses(model, regimens, n) -> DoseArrays:
+    """Dose arrays: shared ``(events, ...)`` for one regimen, else ``(patients, events, ...)``
+    as host arrays (chunks are sliced from them on the host)."""
+    if isinstance(regimens, Sequence):
+        doses = stack_regimens(regimens, model.state_names)
+    else:
+        doses = _as_dose_arrays(regimens, model)
+    if doses.times.ndim == 1:
+        return doses
+    return jax.tree.map(np.asarray, doses)
+
+
+def _pad(a, size):
+    """Pad the patient axis to ``size`` by repeating the last patient (no recompilation for a
+    short last chunk)."""
+    a = np.asarray(a)
+    if a.shape[0] == size:
+        return a
+    return np.concatenate([a, np.repeat(a[-1:], size - a.shape[0], axis=0)])
+
+
+def _union_events(times):
+    finite = times[np.isfinite(times)]
+    return np.unique(finite)
+
+
+def _max_events(doses, n, chunk) -> int:
+    """Events per chunk on the chunk's common event grid (the same for every chunk)."""
+    if doses.times.ndim == 1:
+        return doses.times.shape[0]
+    times = np.asarray(doses.times)
+    sizes = [_union_events(times[s : s + chunk]).size for s in range(0, n, chunk)]
+    return max(max(sizes), 1)
+
+
+def _common_events(doses, n_events):
+    """Put per-patient regimens of one chunk on one event grid (the union of their event
+    times), so that the chunk can share step sizes. At another patient's event a patient gets
+    no bolus and keeps its infusion rate; the extra segment boundary does not change its
+    solution beyond the solver tolerance."""
+    if doses.times.ndim == 1:
+        return doses
+    times, bolus, rate = (np.asarray(a) for a in (doses.times, doses.bolus, doses.rate))
+    grid = np.full(n_events, np.inf)
+    union = _union_events(times)
+    grid[: union.size] = union
+    # each patient's latest own event at or before each grid time
+    index = np.stack([np.searchsorted(t, grid, side="right") - 1 for t in times])
+    valid = (index >= 0) & np.isfinite(grid)[None, :]
+    safe = np.maximum(index, 0)
+    take = np.take_along_axis
+    own_time = take(times, safe, axis=1)
+    at_event = valid & (own_time == grid[None, :])
+    new_bolus = np.where(at_event[..., None], take(bolus, safe[..., None], axis=1), 0.0)
+    new_rate = np.where(valid[..., None], take(rate, safe[..., None], axis=1), 0.0)
+    return DoseArrays(jnp.asarray(grid), jnp.asarray(new_bolus), jnp.asarray(new_rate))
 
 
 def _as_dose_arrays(regimen, model) -> DoseArrays:
@@ -351,4 +661,5 @@ __all__ = [
     "Solution",
     "simulate",
     "simulate_population",
+    "simulate_population_chunks",
 ]

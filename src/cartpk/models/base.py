@@ -53,10 +53,12 @@ class AbstractModel(eqx.Module):
 
     @property
     def state_names(self) -> tuple[str, ...]:
+        """State names in declaration order (the order of packed state vectors)."""
         return tuple(s.name for s in self.states)
 
     @property
     def parameter_set(self) -> ParameterSet:
+        """The parameter specs with defaults, validation and transforms."""
         return ParameterSet(self.parameters)
 
     def default_params(self, **overrides: float) -> dict:

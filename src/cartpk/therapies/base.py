@@ -105,6 +105,7 @@ class AbstractTherapy(eqx.Module):
         """Channel name -> value (see :data:`cartpk.channels.CHANNELS`)."""
 
     def observables(self, t, y: Mapping, p: Mapping) -> dict:
+        """Extra outputs of the therapy (e.g. drug concentration, its unit); default: none."""
         return {}
 
 

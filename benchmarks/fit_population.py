@@ -1,0 +1,119 @@
+"""Time a population (FOCE-I) fit of N simulated subjects of the Stein 2019 model.
+
+    python benchmarks/fit_population.py --n 40 --json results/fit_40.json
+
+The study: Multiphasic typical values (Stein 2019), 30 % between-subject variability on all six
+parameters, 30 % log-normal residual error, LLOQ 50 copies/ug, 13 samples per subject over a
+year. The fit estimates all 13 parameters (6 typical values, 6 omegas, 1 sigma) from the model
+defaults, then runs the covariance step. Reports wall and CPU times of the compile (first
+evaluation), the optimisation and the covariance step, per-evaluation time, and the relative
+errors of the typical values. See benchmarks/FITTING.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import diffrax as dfx
+import numpy as np
+
+import cartpk
+from cartpk.estimation import Exponential, Population, fit, sample_parameters, simulate_study
+from cartpk.estimation.output import versions
+
+TIMES = [1.0, 4.0, 7.0, 9.0, 11.0, 14.0, 21.0, 28.0, 60.0, 90.0, 180.0, 270.0, 365.0]
+
+
+def machine() -> dict:
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "platform": platform.platform(),
+        "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+    }
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=40, help="subjects")
+    parser.add_argument("--json", type=Path, help="write the measurements here")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--se", default="hessian", choices=("hessian", "sandwich", "none"))
+    parser.add_argument("--method", default="foce", choices=("foce", "laplace"))
+    args = parser.parse_args(argv)
+    cartpk.enable_x64()
+    model = cartpk.Multiphasic()
+    truth = {k: float(v) for k, v in model.default_params().items()}
+    params = sample_parameters(model, args.n, omega=0.3, seed=args.seed)
+    data = simulate_study(
+        model, params, TIMES, error=Exponential(0.3), lloq=50.0, seed=args.seed + 1
+    )
+    lines: list[tuple[float, str]] = []
+    started, cpu_started = time.perf_counter(), time.process_time()
+
+    def progress(line: str) -> None:
+        lines.append((time.perf_counter() - started, line))
+        print(f"[{time.perf_counter() - started:7.1f} s] {line}", flush=True)
+
+    result = fit(
+        model,
+        data,
+        Population(method=args.method, se=args.se),
+        solver=dfx.Tsit5(),
+        rtol=1e-6,
+        progress=progress,
+    )
+    wall, cpu = time.perf_counter() - started, time.process_time() - cpu_started
+    first = next(t for t, line in lines if line.startswith("iteration"))
+    covariance = next((t for t, line in lines if line.startswith("covariance")), wall)
+    m = result.layout.n_free
+    covariance_evals = 2 * m if args.se != "none" else 0
+    optimisation_evals = result.evaluations - covariance_evals - 1
+    out = {
+        "command": f"python benchmarks/fit_population.py --n {args.n}"
+        + (f" --se {args.se}" if args.se != "hessian" else ""),
+        "n_subjects": args.n,
+        "n_observations": int(len(data)),
+        "blq_fraction": float(data["CENS"].mean()),
+        "method": args.method,
+        "converged": result.converged,
+        "message": result.message,
+        "ofv": result.ofv,
+        "iterations": result.iterations,
+        "evaluations": result.evaluations,
+        "wall_seconds": round(wall, 1),
+        "cpu_seconds": round(cpu, 1),
+        "seconds_to_first_iteration": round(first, 1),
+        "optimisation_seconds": round(covariance - first, 1),
+        "seconds_per_evaluation": round((covariance - first) / max(optimisation_evals, 1), 2),
+        "covariance_seconds": round(wall - covariance, 1),
+        "covariance": result.covariance.message,
+        "relative_error": {
+            name: round(result.estimate(name) / value - 1, 4) for name, value in truth.items()
+        },
+        "machine": machine(),
+        "versions": versions(),
+    }
+    print(json.dumps({k: v for k, v in out.items() if k not in ("machine", "versions")}, indent=1))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(out, indent=2))
+    return out
+
+
+if __name__ == "__main__":
+    main()

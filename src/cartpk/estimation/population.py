@@ -1,0 +1,198 @@
+"""Population (nonlinear mixed-effects) fits: FOCE-I or Laplace, with standard errors.
+
+:class:`Population` is the strategy object passed to :func:`~cartpk.estimation.fit`. The fit
+minimises the OFV (``-2 log L``, :mod:`.objective`) with BFGS, then computes the covariance of the
+estimates from the Hessian ``R`` of the OFV (central differences of its exact gradient):
+``Cov = 2 R^-1``; the sandwich estimator is ``R^-1 S R^-1`` with ``S = sum_i g_i g_i^T`` (``g_i``
+the gradient of subject ``i``'s contribution).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import CartpkError
+from .objective import METHODS, Spec
+from .optimise import Evaluator, Outcome, minimise, scaling
+from .problem import Problem
+
+SE_METHODS = ("hessian", "sandwich", "none")
+
+
+class ConvergenceError(CartpkError):
+    """The optimisation stopped without converging; the message names the best point reached."""
+
+
+@dataclass(frozen=True)
+class Population:
+    """Nonlinear mixed-effects estimation.
+
+    Args:
+        method: ``"foce"`` (FOCE with interaction) or ``"laplace"``.
+        max_iter: most OFV evaluations of the outer optimisation.
+        tol: convergence tolerance: change of every parameter between accepted steps, in units of
+            its approximate standard error, and change of the OFV.
+        se: ``"hessian"`` (``2 R^-1``), ``"sandwich"`` (``R^-1 S R^-1``) or ``"none"``.
+        fd_step: central-difference step of the covariance step, in approximate standard errors.
+        inner_tol: tolerance of the random-effect searches (see :class:`.objective.Spec`).
+    """
+
+    method: str = "foce"
+    max_iter: int = 500
+    tol: float = 1e-3
+    se: str = "hessian"
+    fd_step: float = 5e-3
+    inner_tol: float = 1e-5
+
+    def __post_init__(self):
+        if self.method not in METHODS:
+            raise CartpkError(f"method must be one of {', '.join(METHODS)}, got {self.method!r}")
+        if self.se not in SE_METHODS:
+            raise CartpkError(f"se must be one of {', '.join(SE_METHODS)}, got {self.se!r}")
+        if not (isinstance(self.max_iter, int) and self.max_iter >= 1):
+            raise CartpkError(f"max_iter must be a positive integer, got {self.max_iter!r}")
+
+
+@dataclass
+class Covariance:
+    """Covariance of the internal parameters ``x`` (labels x labels; zero rows for fixed ones)."""
+
+    hessian: np.ndarray | None  # 2 R^-1
+    sandwich: np.ndarray | None  # R^-1 S R^-1
+    r_matrix: np.ndarray | None  # Hessian of the OFV in the scaled coordinates s
+    message: str  # "ok" or why the covariance is unavailable
+    condition_number: float | None = None
+
+
+def run_population(
+    problem: Problem,
+    strategy: Population,
+    spec: Spec,
+    *,
+    progress: Callable[[str], None] | None = None,
+):
+    """Fit ``problem`` and return a :class:`~.results.PopulationResult`."""
+    from .results import PopulationResult
+
+    started = time.perf_counter()
+    evaluator = Evaluator(spec, problem.arrays)
+    n = problem.arrays.n_subjects
+    k = len(problem.layout.etas)
+    weights = np.ones(n)
+    z0 = np.zeros((n, k))
+    say = progress or (lambda line: None)
+    say(
+        f"fitting {type(problem.layout.model).__name__} to {n} subjects "
+        f"({int(np.asarray(problem.arrays.mask).sum())} observations) by "
+        f"{strategy.method.upper()}: {problem.layout.n_free} parameters "
+        "(the first evaluation compiles the model: a minute or more)"
+    )
+    V, first = scaling(evaluator, problem.x0, problem.free_index, weights, z0)
+    check_finite(problem, first)
+    outcome = minimise(
+        evaluator,
+        problem.x0[None],
+        V[None],
+        weights[None],
+        first["z"][None],
+        max_iter=strategy.max_iter,
+        tol=strategy.tol,
+        progress=say,
+    )
+    x = outcome.x[0]
+    final = evaluate_at(evaluator, x, V, weights, outcome.z[0])
+    covariance = Covariance(None, None, None, "not requested")
+    if strategy.se != "none" and np.isfinite(final["ofv"]):
+        say("covariance step (Hessian of the OFV by central differences of its gradient)")
+        covariance = covariance_step(evaluator, x, V, weights, final, strategy.fd_step)
+    return PopulationResult(
+        problem=problem,
+        spec=spec,
+        strategy=strategy,
+        x=x,
+        V=V,
+        ofv=float(final["ofv"]),
+        ofv_i=final["ofv_i"],
+        grad=final["grad"],
+        grad_i=final["grad_i"],
+        z=final["z"],
+        g=final["g"],
+        jac=final["jac"],
+        ebe_converged=final["ok"].astype(bool),
+        converged=bool(outcome.converged[0]),
+        message=outcome.message[0],
+        iterations=int(outcome.steps[0]),
+        evaluations=evaluator.evaluations,
+        covariance=covariance,
+        seconds=time.perf_counter() - started,
+    )
+
+
+def evaluate_at(evaluator: Evaluator, x, V, weights, z0) -> dict:
+    """One evaluation at ``x`` (unbatched result)."""
+    m = V.shape[1]
+    out = evaluator(x[None], V[None], np.zeros((1, m)), weights[None], z0[None])
+    return {k: v[0] for k, v in out.items()}
+
+
+def check_finite(problem: Problem, out: dict) -> None:
+    """Raise if some subjects' contributions are not finite at the initial estimates."""
+    bad = np.flatnonzero(~np.isfinite(out["ofv_i"]))
+    if bad.size:
+        ids = ", ".join(str(problem.ids[i]) for i in bad[:10])
+        raise CartpkError(
+            f"the objective is not finite at the initial estimates for ID(s) {ids}: the ODE solve "
+            "failed or a prediction is not positive where a log-normal or proportional error "
+            "needs it; change the initial values"
+        )
+
+
+def covariance_step(evaluator: Evaluator, x, V, weights, final: dict, step: float) -> Covariance:
+    """``R`` by central differences of the exact gradient in the scaled coordinates."""
+    m = V.shape[1]
+    z = final["z"]
+    columns = []
+    for j in range(m):
+        e = np.zeros(m)
+        e[j] = step
+        plus = evaluator(x[None], V[None], e[None], weights[None], z[None])["grad"][0]
+        minus = evaluator(x[None], V[None], -e[None], weights[None], z[None])["grad"][0]
+        columns.append((plus - minus) / (2 * step))
+    r_matrix = np.array(columns).T
+    r_matrix = 0.5 * (r_matrix + r_matrix.T)
+    if not np.all(np.isfinite(r_matrix)):
+        return Covariance(None, None, r_matrix, "the R matrix is not finite")
+    eigenvalues = np.linalg.eigvalsh(r_matrix)
+    if eigenvalues[0] <= 0:
+        return Covariance(
+            None,
+            None,
+            r_matrix,
+            "the R matrix is not positive definite (smallest eigenvalue "
+            f"{eigenvalues[0]:.3g}): some parameters are not identifiable from these data",
+        )
+    r_inv = np.linalg.inv(r_matrix)
+    g = final["grad_i"] * np.sqrt(weights)[:, None]
+    s_matrix = g.T @ g
+    hessian = V @ (2 * r_inv) @ V.T
+    sandwich = V @ (r_inv @ s_matrix @ r_inv) @ V.T
+    return Covariance(hessian, sandwich, r_matrix, "ok", float(eigenvalues[-1] / eigenvalues[0]))
+
+
+def raise_if_not_converged(result) -> None:
+    """Raise :class:`ConvergenceError` for a fit that did not converge, naming its best point."""
+    if result.converged:
+        return
+    table = result.estimates
+    best = ", ".join(f"{r.parameter}={r.estimate:.4g}" for r in table.itertuples())
+    raise ConvergenceError(
+        f"the fit did not converge ({result.message}); best point reached: OFV "
+        f"{result.ofv:.4f} at {best}"
+    )
+
+
+__all__ = ["ConvergenceError", "Covariance", "Outcome", "Population", "run_population"]

@@ -1,0 +1,453 @@
+"""Estimation (cartpk.estimation): likelihood and M3, gradients against finite differences,
+parameter recovery, standard errors, diagnostics and the ``cartpk fit`` command.
+
+JAX compiles are slow, so every population fit here shares one structure (Multiphasic, all six
+parameters with variability, exponential error, explicit solver) and therefore one compiled
+objective: the module fixture's fit, the gradient checks, the profile and the CLI run.
+"""
+
+import json
+import math
+
+import diffrax as dfx
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+import cartpk
+from cartpk.cli import main
+from cartpk.estimation import (
+    ERROR_KINDS,
+    Additive,
+    Combined,
+    Covariate,
+    Exponential,
+    Individual,
+    Observation,
+    Population,
+    Proportional,
+    fit,
+    neg2_loglik,
+    profile,
+    sample_parameters,
+    simulate_study,
+)
+from cartpk.estimation.api import SOLVERS
+from cartpk.estimation.objective import Spec
+from cartpk.estimation.optimise import Evaluator
+from cartpk.estimation.problem import build_problem
+
+MODEL = cartpk.Multiphasic()
+TIMES = [1.0, 4.0, 7.0, 9.0, 11.0, 14.0, 21.0, 28.0, 60.0, 90.0, 180.0, 270.0, 365.0]
+LLOQ = 50.0  # copies/ug gDNA
+TRUTH = {k: float(v) for k, v in MODEL.default_params().items()}  # Stein 2019 typical values
+SOLVER = dict(solver=dfx.Tsit5(), rtol=1e-6)  # Multiphasic is not stiff: an explicit solver
+
+
+@pytest.fixture(scope="module")
+def study():
+    """40 subjects, 30 % variability on every parameter, 30 % log-normal error, BLQ values."""
+    params = sample_parameters(MODEL, 40, omega=0.3, seed=11)
+    return simulate_study(MODEL, params, TIMES, error=Exponential(0.3), lloq=LLOQ, seed=12)
+
+
+@pytest.fixture(scope="module")
+def pop_fit(study):
+    return fit(MODEL, study, Population(), **SOLVER)
+
+
+# ------------------------------------------------------------------------------------------------
+# Likelihood
+
+
+@pytest.mark.parametrize(
+    "error, sigma, log_scale",
+    [
+        (Additive(), {"add": 3.0}, False),
+        (Proportional(), {"prop": 0.2}, False),
+        (Combined(), {"add": 3.0, "prop": 0.2}, False),
+        (Exponential(), {"log": 0.4}, True),
+    ],
+)
+def test_observed_terms_match_scipy(error, sigma, log_scale):
+    f = np.array([5.0, 40.0, 120.0])
+    y = np.array([7.0, 33.0, 150.0])
+    sd = np.asarray(error.sd(jnp.asarray(f), {k: jnp.asarray(v) for k, v in sigma.items()}))
+    expected_sd = {
+        "additive": np.full(3, 3.0),
+        "proportional": 0.2 * f,
+        "combined": np.sqrt(9.0 + (0.2 * f) ** 2),
+        "exponential": np.full(3, 0.4),
+    }[error.kind]
+    np.testing.assert_allclose(sd, expected_sd, rtol=1e-14)
+    g = np.log if log_scale else (lambda v: v)
+    no = np.zeros(3, dtype=bool)
+    terms = neg2_loglik(g(y), g(f), sd, no, no, np.zeros(3))
+    np.testing.assert_allclose(terms, -2 * stats.norm.logpdf(g(y), g(f), expected_sd), rtol=1e-12)
+
+
+def test_m3_matches_hand_computed_censored_likelihood():
+    """Beal's M3: -2 log Phi((LLOQ - f) / sd) below, -2 log(1 - Phi(...)) above the limit."""
+    f = np.array([80.0, 30.0, 5.0, 1e4, 60.0])
+    limit = np.full(5, 50.0)
+    below = np.array([True, True, True, True, False])
+    above = np.array([False, False, False, False, True])
+    sd = np.full(5, 0.5)
+    terms = neg2_loglik(np.zeros(5), np.log(f), sd, below, above, np.log(limit))
+    z = (np.log(limit) - np.log(f)) / sd
+    expected = np.where(below, -2 * stats.norm.logcdf(z), -2 * stats.norm.logsf(z))
+    np.testing.assert_allclose(terms, expected, rtol=1e-9)
+    assert np.all(np.isfinite(terms))  # no underflow far from the limit (f = 1e4)
+
+
+def test_dataset_likelihood_uses_m3_on_censored_rows(study):
+    """The objective's data terms of one subject equal a scipy computation from simulate()."""
+    problem = build_problem(MODEL, study)
+    spec = Spec(problem.layout, **SOLVER)
+    from cartpk.estimation.diagnostics import predict_all
+    from cartpk.estimation.objective import data_terms, residual_sd
+
+    mu = np.tile(problem.x0[: len(MODEL.parameters)], (3, 1))
+    g, status = predict_all(spec, problem.arrays, mu, subjects=np.arange(3))
+    assert np.all(status == 0)
+    a = problem.arrays
+    sigmas = problem.layout.sigmas(jnp.asarray(problem.x0))
+    rows = slice(0, 3)
+    sd = residual_sd(spec, jnp.asarray(g), sigmas, _take(a, rows))
+    terms = np.asarray(data_terms(jnp.asarray(g), sd, _take(a, rows)))
+    f = np.asarray(
+        cartpk.simulate(MODEL, MODEL.default_params(), None, TIMES).observables[
+            "blood_copies_per_ug"
+        ]
+    )
+    expected = []
+    for i in range(3):
+        rows_i = study[study["ID"] == i + 1]
+        dv, cens = rows_i["DV"].to_numpy(), rows_i["CENS"].to_numpy().astype(bool)
+        t = np.where(
+            cens,
+            -2 * stats.norm.logcdf((np.log(LLOQ) - np.log(f)) / 0.5),
+            -2 * stats.norm.logpdf(np.log(dv), np.log(f), 0.5),
+        )
+        expected.append(t)
+        assert cens.any() or i > 0  # the first subjects include BLQ rows
+    np.testing.assert_allclose(terms, np.array(expected), rtol=2e-5)
+
+
+def _take(arrays, rows):
+    import jax
+
+    return jax.tree.map(lambda v: v[rows], arrays)
+
+
+# ------------------------------------------------------------------------------------------------
+# Gradients against finite differences
+
+
+def test_population_gradient_matches_finite_differences(pop_fit):
+    """d OFV / d parameter (IFT through the EBEs, FOCE-I) against central differences."""
+    evaluator = Evaluator(pop_fit.spec, pop_fit.problem.arrays)
+    m = pop_fit.V.shape[1]
+    weights = np.ones(pop_fit.problem.arrays.n_subjects)
+    rng = np.random.default_rng(0)
+    x = pop_fit.x + pop_fit.V @ rng.normal(0, 0.5, m)  # away from the optimum
+    z = evaluator(x[None], pop_fit.V[None], np.zeros((1, m)), weights[None], pop_fit.z[None])["z"]
+    for _ in range(2):  # converge the warm start so every evaluation finds the same EBEs
+        z = evaluator(x[None], pop_fit.V[None], np.zeros((1, m)), weights[None], z)["z"]
+    base = evaluator(x[None], pop_fit.V[None], np.zeros((1, m)), weights[None], z)
+    h = 1e-4
+    steps = np.concatenate([np.eye(m), -np.eye(m)]) * h
+    values = [
+        evaluator(x[None], pop_fit.V[None], step[None], weights[None], z)["ofv"][0]
+        for step in steps
+    ]
+    fd = (np.array(values[:m]) - np.array(values[m:])) / (2 * h)
+    ad = base["grad"][0]
+    np.testing.assert_allclose(ad, fd, rtol=1e-4, atol=2e-4 * np.abs(ad).max())
+    assert np.abs(ad).max() > 1.0  # away from the optimum the gradient is not small
+
+
+def test_individual_objective_gradient_matches_finite_differences(study):
+    """The individual (ML) objective's forward-mode gradient against central differences."""
+    import jax
+
+    from cartpk.estimation.individual import IndividualLayout, individual_objective
+
+    problem = build_problem(MODEL, study[study["ID"] <= 2])
+    spec = Spec(problem.layout, **SOLVER)
+    free = tuple(range(len(MODEL.parameters))) + (problem.layout.index("sigma", (0, "log")),)
+    ilayout = IndividualLayout(free, (), ())
+    x0 = jnp.asarray(problem.x0)
+    d = _take(problem.arrays, 0)
+    v = x0[jnp.asarray(free)] + 0.1
+
+    def objective(v):
+        return individual_objective(spec, ilayout, v, x0, jnp.zeros(0), d)
+
+    ad = np.asarray(jax.jit(jax.jacfwd(objective))(v))
+    h = 1e-5
+    fd = np.array(
+        [
+            (objective(v.at[j].add(h)) - objective(v.at[j].add(-h))) / (2 * h)
+            for j in range(len(free))
+        ]
+    )
+    np.testing.assert_allclose(ad, fd, rtol=1e-4, atol=1e-4)
+    assert np.abs(ad).max() > 1.0
+
+
+# ------------------------------------------------------------------------------------------------
+# Recovery, standard errors, diagnostics
+
+
+def test_parameter_recovery(pop_fit):
+    """Acceptance: cmax, tmax, alpha within 20 %, the other typical values within 50 %."""
+    assert pop_fit.converged, pop_fit.message
+    for name, truth in TRUTH.items():
+        error = abs(pop_fit.estimate(name) / truth - 1)
+        assert error < (0.2 if name in ("cmax", "tmax", "alpha") else 0.5), (name, error)
+    assert abs(pop_fit.estimate("sigma_log") / 0.3 - 1) < 0.2
+
+
+def test_estimates_table_and_standard_errors(pop_fit):
+    table = pop_fit.estimates
+    assert list(table.columns) == [
+        "parameter",
+        "estimate",
+        "se",
+        "rse_percent",
+        "ci_low",
+        "ci_high",
+    ]
+    names = list(table["parameter"])
+    assert names[:6] == list(TRUTH)
+    assert [n for n in names if n.startswith("omega_")] == [f"omega_{n}" for n in TRUTH]
+    assert names[-1] == "sigma_log"
+    assert pop_fit.covariance.message == "ok"
+    assert np.all(table["se"] > 0) and np.all(np.isfinite(table["se"]))
+    assert np.all((table["ci_low"] < table["estimate"]) & (table["estimate"] < table["ci_high"]))
+    # log-scale Wald interval: for a log-transformed parameter, estimate = geometric mean of the CI
+    cmax = table.set_index("parameter").loc["cmax"]
+    assert cmax["estimate"] == pytest.approx(math.sqrt(cmax["ci_low"] * cmax["ci_high"]), rel=1e-9)
+    assert cmax["rse_percent"] == pytest.approx(100 * cmax["se"] / cmax["estimate"])
+    sandwich = pop_fit.estimates_table("sandwich")
+    ratio = sandwich["se"] / table["se"]
+    assert np.all((ratio > 0.3) & (ratio < 3))  # same model as simulated: similar SEs
+
+
+def test_individual_estimates_and_shrinkage(pop_fit):
+    table = pop_fit.individual
+    assert len(table) == 40 and list(table["ID"]) == list(range(1, 41))
+    assert table["ebe_converged"].all()
+    np.testing.assert_allclose(table["ofv"].sum(), pop_fit.ofv, rtol=1e-12)
+    # individual cmax = typical * exp(eta) (log-transformed, no covariates)
+    np.testing.assert_allclose(
+        table["cmax"], pop_fit.estimate("cmax") * np.exp(table["eta_cmax"]), rtol=1e-10
+    )
+    shrinkage = pop_fit.shrinkage
+    assert set(shrinkage) == {f"eta_{n}" for n in TRUTH} | {"epsilon"}
+    assert shrinkage["eta_cmax"] < 0.3  # cmax is well informed by the peak samples
+    assert all(-0.5 < v < 1 for v in shrinkage.values())
+
+
+def test_diagnostics_table(pop_fit, study):
+    table = pop_fit.diagnostics()
+    assert len(table) == len(study)
+    assert {"ID", "TIME", "DV", "CENS", "PRED", "IPRED", "IWRES", "CWRES"} <= set(table.columns)
+    observed = table[table["CENS"] == 0]
+    assert observed["CWRES"].notna().all() and table.loc[table["CENS"] == 1, "CWRES"].isna().all()
+    assert abs(observed["CWRES"].mean()) < 0.2 and 0.8 < observed["CWRES"].std() < 1.2
+    # IPRED fits better than PRED on the log scale
+    log_dv = np.log(observed["DV"])
+    assert np.mean((log_dv - np.log(observed["IPRED"])) ** 2) < np.mean(
+        (log_dv - np.log(observed["PRED"])) ** 2
+    )
+
+
+def test_vpc_observed_percentiles_inside_simulated_bands(pop_fit):
+    vpc = pop_fit.vpc(replicates=100, seed=1)
+    median = vpc[vpc["percentile"] == "50"].dropna(subset=["observed", "sim_low", "sim_high"])
+    inside = (median["observed"] >= median["sim_low"]) & (median["observed"] <= median["sim_high"])
+    assert len(median) >= 10 and inside.mean() >= 0.8
+    blq = vpc[vpc["percentile"] == "blq"]
+    assert blq["observed"].iloc[-1] > 0.2  # most late samples are below the limit
+
+
+def test_profile_likelihood_brackets_the_estimate(pop_fit):
+    table = profile(pop_fit, "sigma_log", span=2.0, points=3)
+    assert table["converged"].all()
+    assert table["delta_ofv"].iloc[1] == pytest.approx(0.0, abs=1e-3)
+    # quadratic near the optimum: 2 SE away the OFV rises by about 2^2
+    assert np.all((table["delta_ofv"].iloc[[0, 2]] > 2.0) & (table["delta_ofv"].iloc[[0, 2]] < 7))
+
+
+# ------------------------------------------------------------------------------------------------
+# Individual fits
+
+
+def test_individual_fits_beat_the_truth(study):
+    """ML per subject, multi-start: the fitted objective is at most the one at the true values."""
+    subset = study[study["ID"] <= 4]
+    result = fit(MODEL, subset, Individual(starts=4, seed=1), **SOLVER)
+    assert result.converged, result.message
+    table = result.table
+    assert list(table["ID"]) == [1, 2, 3, 4] and (table["starts_converged"] >= 1).all()
+    truth = sample_parameters(MODEL, 40, omega=0.3, seed=11)
+    problem = build_problem(MODEL, subset)
+    spec = Spec(problem.layout, **SOLVER)
+    from cartpk.estimation.individual import individual_objective
+
+    for i in range(4):
+        v = [
+            float(problem.layout.specs[j].to_unconstrained(jnp.asarray(truth[n][i])))
+            for j, n in enumerate(MODEL.parameter_set.names)
+        ]
+        v = jnp.asarray(v + [math.log(0.3)])
+        at_truth = individual_objective(
+            spec, result.ilayout, v, jnp.asarray(problem.x0), jnp.zeros(0), _take(problem.arrays, i)
+        )
+        assert table["objective"][i] <= float(at_truth) + 1e-6
+    assert {"cmax", "cmax_se", "cmax_ci_low", "cmax_ci_high", "sigma_log"} <= set(table.columns)
+    assert list(result.estimates.columns) == list(pop_fit_columns())
+
+
+def pop_fit_columns():
+    return ["parameter", "estimate", "se", "rse_percent", "ci_low", "ci_high"]
+
+
+# ------------------------------------------------------------------------------------------------
+# Problem building and its errors
+
+
+def test_fixed_parameters_covariates_and_labels(study):
+    data = study.assign(DOSE=np.repeat(np.linspace(1.0, 5.0, 40), len(TIMES)))
+    data["GROUP"] = np.repeat(np.arange(40) % 3, len(TIMES))
+    problem = build_problem(
+        MODEL,
+        data,
+        fixed={"beta": 0.003, "sigma_log": 0.25},
+        variability=["cmax", "tmax"],
+        covariates=[Covariate("cmax", "DOSE"), Covariate("alpha", "GROUP", "categorical")],
+    )
+    layout = problem.layout
+    names = [layout.label_name(label) for label in layout.labels]
+    assert "beta_cmax_DOSE" in names and "beta_alpha_GROUP_1" in names
+    assert "beta_alpha_GROUP_2" in names and "beta_alpha_GROUP_0" not in names
+    free = dict(zip(names, layout.free, strict=True))
+    assert not free["beta"] and not free["sigma_log"] and free["cmax"]
+    assert problem.x0[names.index("sigma_log")] == pytest.approx(math.log(0.25))
+    design = np.asarray(problem.arrays.design)
+    np.testing.assert_allclose(design[:, 0], np.log(np.linspace(1, 5, 40) / 3.0))
+    np.testing.assert_array_equal(design[:, 1], (np.arange(40) % 3 == 1).astype(float))
+    assert layout.etas == ("cmax", "tmax")
+    # the fixed typical value does not vary: it is not part of the local expansion
+    assert MODEL.parameter_set.names.index("beta") not in layout.varying_index
+
+
+@pytest.mark.parametrize(
+    "change, kwargs, message",
+    [
+        (None, dict(fixed=["gamma"]), "fixed: unknown parameter 'gamma'; known: cmax"),
+        (None, dict(variability=["gamma"]), "variability: unknown parameter 'gamma'"),
+        (None, dict(initial={"tmax": 400.0}), "tmax = 400 d must lie strictly inside (0, 365)"),
+        (None, dict(initial={"omega_cmax": -1}), "omega_cmax: value must be > 0, got -1"),
+        ("dv0", {}, "column DV: DV <= 0 with the exponential (log-normal) error model of DVID 1"),
+        ("dvid", {}, "column DVID: observation type 2 has no observation model"),
+        ("cov", dict(covariates=[Covariate("cmax", "WT")]), "column WT: covariate changes within"),
+        (None, dict(covariates=[Covariate("cmax", "AGE")]), "missing covariate column AGE"),
+        (
+            None,
+            dict(observations={1: Observation("tumour")}),
+            "DVID 1: unknown observable 'tumour'; Multiphasic has: blood_copies_per_ug",
+        ),
+    ],
+)
+def test_user_errors_name_what_is_wrong(study, change, kwargs, message):
+    data = study.copy()
+    if change == "dv0":
+        data.loc[3, ["DV", "CENS"]] = [0.0, 0]
+    if change == "dvid":
+        data["DVID"] = 1
+        data.loc[5, "DVID"] = 2
+    if change == "cov":
+        data["WT"] = 70.0
+        data.loc[4, "WT"] = 71.0
+    with pytest.raises(cartpk.CartpkError) as info:
+        build_problem(MODEL, data, **kwargs)
+    text = str(info.value)
+    assert message in text and "\n" not in text
+    if change in ("dv0", "dvid", "cov"):
+        assert "row" in text  # names the offending row
+
+
+def test_cli_choices_match_the_library():
+    parser = cartpk.cli.build_parser()
+    fit_parser = parser._subparsers._group_actions[0].choices["fit"]
+    choices = {a.dest: a.choices for a in fit_parser._actions if a.choices}
+    assert set(choices["error"]) == set(ERROR_KINDS)
+    assert set(choices["solver"]) == set(SOLVERS)
+
+
+# ------------------------------------------------------------------------------------------------
+# The command line
+
+
+@pytest.fixture(scope="module")
+def cli_run(study, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("fit")
+    data = folder / "study.csv"
+    study.to_csv(data, index=False)
+    out = folder / "results"
+    argv = ["fit", str(data), "--model", "multiphasic", "--out", str(out), "--solver", "tsit5"]
+    argv += ["--rtol", "1e-6", "--vpc", "20", "--se", "sandwich"]
+    return main(argv), data, out
+
+
+def test_cli_fit_writes_results(cli_run, capsys):
+    status, data, out = cli_run
+    assert status == 0
+    names = {p.name for p in out.iterdir()}
+    expected = {"estimates.csv", "individual.csv", "diagnostics.csv", "vpc.csv", "manifest.json"}
+    assert expected | {"gof.png", "vpc.png"} <= names
+    estimates = pd.read_csv(out / "estimates.csv")
+    assert list(estimates.columns) == pop_fit_columns()
+    assert "omega_cmax" in set(estimates["parameter"]) and "sigma_log" in set(
+        estimates["parameter"]
+    )
+    assert len(pd.read_csv(out / "individual.csv")) == 40
+    manifest = json.loads((out / "manifest.json").read_text())
+    import hashlib
+
+    assert manifest["input"]["sha256"] == hashlib.sha256(data.read_bytes()).hexdigest()
+    assert manifest["versions"]["cartpk"] == cartpk.__version__ and "jax" in manifest["versions"]
+    assert manifest["options"]["solver"] == "tsit5" and manifest["result"]["converged"]
+    assert (out / "gof.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_cli_refuses_to_overwrite(cli_run, capsys):
+    _, data, out = cli_run
+    before = (out / "estimates.csv").read_bytes()
+    assert main(["fit", str(data), "--model", "multiphasic", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "use --force" in err and err.count("\n") == 1
+    assert (out / "estimates.csv").read_bytes() == before
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--model", "nonsense"], "unknown model 'nonsense'"),
+        (["--model", "no/such/file.py:Model"], "model file no/such/file.py not found"),
+        (["--model", "multiphasic", "--init", "cmax"], "--init 'cmax': expected NAME=VALUE"),
+        (["--model", "multiphasic", "--fix", "gamma"], "fixed: unknown parameter 'gamma'"),
+        (["--model", "multiphasic", "--error", "additive", "--error", "exponential"], "--error"),
+    ],
+)
+def test_cli_user_errors_are_one_line(cli_run, tmp_path, extra, message, capsys):
+    _, data, _ = cli_run
+    status = main(["fit", str(data), "--out", str(tmp_path / "new"), *extra])
+    err = capsys.readouterr().err
+    assert status == 2 and err.startswith("error: ") and message in err and err.count("\n") == 1
+    assert not (tmp_path / "new").exists()
