@@ -41,4 +41,6 @@ def test_committed_with_outputs_and_explained(path):
 def test_notebook_runs(path):
     pytest.importorskip("nbclient")
     pytest.importorskip("ipykernel")
-    _runner().execute(path, small=True)
+    notebook = _runner().execute(path, small=True)  # a failing cell raises
+    code = [c for c in notebook.cells if c.cell_type == "code"]
+    assert code and all(c.get("execution_count") for c in code), "a code cell did not run"

@@ -438,7 +438,7 @@ def test_bad_scenario_file(content, message, tmp_path, capsys, no_simulation):
 def test_corpus_base_is_valid(tmp_path):
     """The corpus' base file (and each of its tables on its own) is valid, so every case above
     fails for the reason it names."""
-    parse_scenario(tomllib.loads(toml()), source="base")
+    assert parse_scenario(tomllib.loads(toml()), source="base").arms
     parse_scenario(tomllib.loads(toml(tables=GRID + "dose = [1, 2]")), source="grid")
     parse_scenario(tomllib.loads(toml(tables=OPTIMIZE + "dose = [1, 2]")), source="optimize")
     parse_scenario(tomllib.loads(toml(population=WEIGHT + "median = 70")), source="weight")
