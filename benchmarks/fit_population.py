@@ -20,7 +20,6 @@ import time
 from pathlib import Path
 
 import diffrax as dfx
-import numpy as np
 
 import cartpk
 from cartpk.estimation import Exponential, Population, fit, sample_parameters, simulate_study
@@ -60,7 +59,13 @@ def main(argv=None) -> dict:
     truth = {k: float(v) for k, v in model.default_params().items()}
     params = sample_parameters(model, args.n, omega=0.3, seed=args.seed)
     data = simulate_study(
-        model, params, TIMES, error=Exponential(0.3), lloq=50.0, seed=args.seed + 1
+        model,
+        params,
+        TIMES,
+        error=Exponential(0.3),
+        lloq=50.0,
+        seed=args.seed + 1,
+        solver=dfx.Tsit5(),
     )
     lines: list[tuple[float, str]] = []
     started, cpu_started = time.perf_counter(), time.process_time()

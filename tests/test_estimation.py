@@ -3,7 +3,7 @@ parameter recovery, standard errors, diagnostics and the ``cartpk fit`` command.
 
 JAX compiles are slow, so every population fit here shares one structure (Multiphasic, all six
 parameters with variability, exponential error, explicit solver) and therefore one compiled
-objective: the module fixture's fit, the gradient checks, the profile and the CLI run.
+objective: the module fixture's fit, the gradient check and the CLI run.
 """
 
 import json
@@ -24,13 +24,11 @@ from cartpk.estimation import (
     Combined,
     Covariate,
     Exponential,
-    Individual,
     Observation,
     Population,
     Proportional,
     fit,
     neg2_loglik,
-    profile,
     sample_parameters,
     simulate_study,
 )
@@ -43,16 +41,17 @@ MODEL = cartpk.Multiphasic()
 TIMES = [1.0, 4.0, 7.0, 9.0, 11.0, 14.0, 21.0, 28.0, 60.0, 90.0, 180.0, 270.0, 365.0]
 LLOQ = 50.0  # copies/ug gDNA
 TRUTH = {k: float(v) for k, v in MODEL.default_params().items()}  # Stein 2019 typical values
-#: failing at this commit; issue 4 (estimation) is still in progress
-UNDER_REVISION = pytest.mark.xfail(strict=False, reason="known failure, estimation under revision")
 SOLVER = dict(solver=dfx.Tsit5(), rtol=1e-6)  # Multiphasic is not stiff: an explicit solver
+COLUMNS = ["parameter", "estimate", "se", "rse_percent", "ci_low", "ci_high"]
 
 
 @pytest.fixture(scope="module")
 def study():
     """40 subjects, 30 % variability on every parameter, 30 % log-normal error, BLQ values."""
     params = sample_parameters(MODEL, 40, omega=0.3, seed=11)
-    return simulate_study(MODEL, params, TIMES, error=Exponential(0.3), lloq=LLOQ, seed=12)
+    return simulate_study(
+        MODEL, params, TIMES, error=Exponential(0.3), lloq=LLOQ, seed=12, solver=dfx.Tsit5()
+    )
 
 
 @pytest.fixture(scope="module")
@@ -148,57 +147,33 @@ def _take(arrays, rows):
 # Gradients against finite differences
 
 
-@UNDER_REVISION
 def test_population_gradient_matches_finite_differences(pop_fit):
-    """d OFV / d parameter (IFT through the EBEs, FOCE-I) against central differences."""
-    evaluator = Evaluator(pop_fit.spec, pop_fit.problem.arrays)
-    m = pop_fit.V.shape[1]
-    weights = np.ones(pop_fit.problem.arrays.n_subjects)
+    """d OFV / d parameters (FOCE-I, IFT through the EBEs) against central differences, along
+    random directions in all parameters, with a tight ODE tolerance (no recompile: rtol is an
+    array)."""
+    import equinox as eqx
+
+    spec = eqx.tree_at(lambda s: s.rtol, pop_fit.spec, jnp.asarray(1e-10))
+    evaluator = Evaluator(spec, _take(pop_fit.problem.arrays, slice(0, 16)))  # 16 subjects
+    V = pop_fit.V[None]
+    m = V.shape[-1]
+    weights = np.ones((1, 16))
     rng = np.random.default_rng(0)
-    x = pop_fit.x + pop_fit.V @ rng.normal(0, 0.5, m)  # away from the optimum
-    z = evaluator(x[None], pop_fit.V[None], np.zeros((1, m)), weights[None], pop_fit.z[None])["z"]
-    for _ in range(2):  # converge the warm start so every evaluation finds the same EBEs
-        z = evaluator(x[None], pop_fit.V[None], np.zeros((1, m)), weights[None], z)["z"]
-    base = evaluator(x[None], pop_fit.V[None], np.zeros((1, m)), weights[None], z)
-    h = 1e-4
-    steps = np.concatenate([np.eye(m), -np.eye(m)]) * h
-    values = [
-        evaluator(x[None], pop_fit.V[None], step[None], weights[None], z)["ofv"][0]
-        for step in steps
-    ]
-    fd = (np.array(values[:m]) - np.array(values[m:])) / (2 * h)
-    ad = base["grad"][0]
-    np.testing.assert_allclose(ad, fd, rtol=1e-4, atol=2e-4 * np.abs(ad).max())
-    assert np.abs(ad).max() > 1.0  # away from the optimum the gradient is not small
-
-
-def test_individual_objective_gradient_matches_finite_differences(study):
-    """The individual (ML) objective's forward-mode gradient against central differences."""
-    import jax
-
-    from cartpk.estimation.individual import IndividualLayout, individual_objective
-
-    problem = build_problem(MODEL, study[study["ID"] <= 2])
-    spec = Spec(problem.layout, **SOLVER)
-    free = tuple(range(len(MODEL.parameters))) + (problem.layout.index("sigma", (0, "log")),)
-    ilayout = IndividualLayout(free, (), ())
-    x0 = jnp.asarray(problem.x0)
-    d = _take(problem.arrays, 0)
-    v = x0[jnp.asarray(free)] + 0.1
-
-    def objective(v):
-        return individual_objective(spec, ilayout, v, x0, jnp.zeros(0), d)
-
-    ad = np.asarray(jax.jit(jax.jacfwd(objective))(v))
-    h = 1e-5
-    fd = np.array(
-        [
-            (objective(v.at[j].add(h)) - objective(v.at[j].add(-h))) / (2 * h)
-            for j in range(len(free))
-        ]
-    )
-    np.testing.assert_allclose(ad, fd, rtol=1e-4, atol=1e-4)
-    assert np.abs(ad).max() > 1.0
+    x = (pop_fit.x + pop_fit.V @ rng.normal(0, 0.5, m))[None]  # away from the optimum
+    z = pop_fit.z[None, :16]
+    for _ in range(2):  # converge the warm start so that every evaluation finds the same EBEs
+        base = evaluator(x, V, np.zeros((1, m)), weights, z)
+        z = base["z"]
+    h = 1e-3
+    for u in rng.normal(size=(3, m)):
+        u /= np.linalg.norm(u)
+        plus, minus = (
+            evaluator(x, V, (sign * h * u)[None], weights, z)["ofv"][0] for sign in (1, -1)
+        )
+        fd = (plus - minus) / (2 * h)
+        ad = float(base["grad"][0] @ u)
+        assert ad == pytest.approx(fd, rel=1e-4, abs=1e-4), (ad, fd)
+        assert abs(ad) > 0.01  # away from the optimum the gradient is not small
 
 
 # ------------------------------------------------------------------------------------------------
@@ -208,13 +183,13 @@ def test_individual_objective_gradient_matches_finite_differences(study):
 def test_parameter_recovery(pop_fit):
     """Acceptance: cmax, tmax, alpha within 20 %, the other typical values within 50 %."""
     assert pop_fit.converged, pop_fit.message
+    assert pop_fit.x.dtype == np.float64 and pop_fit.z.dtype == np.float64
     for name, truth in TRUTH.items():
         error = abs(pop_fit.estimate(name) / truth - 1)
         assert error < (0.2 if name in ("cmax", "tmax", "alpha") else 0.5), (name, error)
     assert abs(pop_fit.estimate("sigma_log") / 0.3 - 1) < 0.2
 
 
-@UNDER_REVISION
 def test_estimates_table_and_standard_errors(pop_fit):
     table = pop_fit.estimates
     assert list(table.columns) == [
@@ -238,7 +213,7 @@ def test_estimates_table_and_standard_errors(pop_fit):
     assert cmax["rse_percent"] == pytest.approx(100 * cmax["se"] / cmax["estimate"])
     sandwich = pop_fit.estimates_table("sandwich")
     ratio = sandwich["se"] / table["se"]
-    assert np.all((ratio > 0.3) & (ratio < 3))  # same model as simulated: similar SEs
+    assert 0.7 < np.median(ratio) < 1.3  # the model is the simulated one: similar SEs
 
 
 def test_individual_estimates_and_shrinkage(pop_fit):
@@ -277,48 +252,6 @@ def test_vpc_observed_percentiles_inside_simulated_bands(pop_fit):
     assert len(median) >= 10 and inside.mean() >= 0.8
     blq = vpc[vpc["percentile"] == "blq"]
     assert blq["observed"].iloc[-1] > 0.2  # most late samples are below the limit
-
-
-def test_profile_likelihood_brackets_the_estimate(pop_fit):
-    table = profile(pop_fit, "sigma_log", span=2.0, points=3)
-    assert table["converged"].all()
-    assert table["delta_ofv"].iloc[1] == pytest.approx(0.0, abs=1e-3)
-    # quadratic near the optimum: 2 SE away the OFV rises by about 2^2
-    assert np.all((table["delta_ofv"].iloc[[0, 2]] > 2.0) & (table["delta_ofv"].iloc[[0, 2]] < 7))
-
-
-# ------------------------------------------------------------------------------------------------
-# Individual fits
-
-
-def test_individual_fits_beat_the_truth(study):
-    """ML per subject, multi-start: the fitted objective is at most the one at the true values."""
-    subset = study[study["ID"] <= 4]
-    result = fit(MODEL, subset, Individual(starts=4, seed=1), **SOLVER)
-    assert result.converged, result.message
-    table = result.table
-    assert list(table["ID"]) == [1, 2, 3, 4] and (table["starts_converged"] >= 1).all()
-    truth = sample_parameters(MODEL, 40, omega=0.3, seed=11)
-    problem = build_problem(MODEL, subset)
-    spec = Spec(problem.layout, **SOLVER)
-    from cartpk.estimation.individual import individual_objective
-
-    for i in range(4):
-        v = [
-            float(problem.layout.specs[j].to_unconstrained(jnp.asarray(truth[n][i])))
-            for j, n in enumerate(MODEL.parameter_set.names)
-        ]
-        v = jnp.asarray(v + [math.log(0.3)])
-        at_truth = individual_objective(
-            spec, result.ilayout, v, jnp.asarray(problem.x0), jnp.zeros(0), _take(problem.arrays, i)
-        )
-        assert table["objective"][i] <= float(at_truth) + 1e-6
-    assert {"cmax", "cmax_se", "cmax_ci_low", "cmax_ci_high", "sigma_log"} <= set(table.columns)
-    assert list(result.estimates.columns) == list(pop_fit_columns())
-
-
-def pop_fit_columns():
-    return ["parameter", "estimate", "se", "rse_percent", "ci_low", "ci_high"]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -386,6 +319,89 @@ def test_user_errors_name_what_is_wrong(study, change, kwargs, message):
         assert "row" in text  # names the offending row
 
 
+def test_two_observation_types_each_with_its_error_model(study):
+    """DVID 1 (log-normal) and DVID 2 (additive) on one observable: each row gets its own
+    transform, residual SD and parameters, and the likelihood matches scipy row by row."""
+    from cartpk.estimation.objective import data_terms, residual_sd
+
+    data = study[study["ID"] <= 2].copy()
+    data["DVID"] = np.where(data["TIME"] > 100, 2, 1)
+    data.loc[data["DVID"] == 2, ["DV", "CENS"]] = [
+        [3.0, 0],
+        [-1.0, 0],
+        [40.0, 0],
+        [2.0, 0],
+        [-0.5, 0],
+        [9.0, 0],
+    ]  # additive: DV <= 0 ok
+    observations = {
+        1: Observation("blood_copies_per_ug", Exponential(0.3)),
+        2: Observation("blood_copies_per_ug", Additive(5.0)),
+    }
+    problem = build_problem(MODEL, data, observations=observations)
+    layout = problem.layout
+    assert layout.report_names()[-2:] == ("sigma_log_1", "sigma_add_2")
+    spec = Spec(layout, **SOLVER)
+    a = problem.arrays
+    f = np.full(a.time.shape, 80.0)  # any positive prediction
+    g = np.where(np.asarray(a.obs_type) == 0, np.log(f), f)
+    sigmas = layout.sigmas(jnp.asarray(problem.x0))
+    sd = residual_sd(spec, jnp.asarray(g), sigmas, a)
+    terms = np.asarray(data_terms(jnp.asarray(g), sd, a))
+    for i, (_, rows) in enumerate(data.groupby("ID")):
+        dv, cens, dvid = rows["DV"].to_numpy(), rows["CENS"].to_numpy(), rows["DVID"].to_numpy()
+        expected = np.where(
+            dvid == 2,
+            -2 * stats.norm.logpdf(dv, 80.0, 5.0),
+            np.where(
+                cens == 1,
+                -2 * stats.norm.logcdf((np.log(LLOQ) - np.log(80.0)) / 0.3),
+                -2 * stats.norm.logpdf(np.log(np.where(dv > 0, dv, 1.0)), np.log(80.0), 0.3),
+            ),
+        )
+        np.testing.assert_allclose(terms[i, : len(rows)], expected, rtol=1e-12)
+
+
+def test_block_omega_layout():
+    """A block Omega: Cholesky parameters inside, SDs and correlations reported."""
+    data = pd.DataFrame(
+        {"ID": [1, 1, 2, 2], "TIME": [1.0, 7.0, 1.0, 7.0], "DV": [100.0, 9e3, 80.0, 2e4]}
+    )
+    problem = build_problem(MODEL, data, variability=["cmax", "alpha"], block=True)
+    layout = problem.layout
+    assert ("chol", ("alpha", "cmax")) in layout.labels
+    assert "corr_alpha_cmax" in layout.report_names()
+    x = np.array(problem.x0)
+    x[layout.index("omega", "cmax")] = np.log(0.3)
+    x[layout.index("omega", "alpha")] = np.log(0.4)
+    x[layout.index("chol", ("alpha", "cmax"))] = 0.2
+    omega = np.asarray(layout.omega_chol(jnp.asarray(x)))
+    omega = omega @ omega.T
+    reported = dict(
+        zip(layout.report_names(), np.asarray(layout.report_scaled(jnp.asarray(x))), strict=True)
+    )
+    sd_alpha = math.sqrt(0.4**2 + 0.2**2)
+    assert math.exp(reported["omega_alpha"]) == pytest.approx(sd_alpha)
+    assert math.tanh(reported["corr_alpha_cmax"]) == pytest.approx(0.2 / sd_alpha)
+    assert omega[1, 0] == pytest.approx(0.2 * 0.3)
+
+
+def test_model_by_name_or_file(tmp_path):
+    from cartpk.estimation import load_model
+
+    assert isinstance(load_model("multiphasic"), cartpk.Multiphasic)
+    assert load_model("blood_stroma_tumour").mode == "solid"
+    path = tmp_path / "mine.py"
+    path.write_text(
+        "import cartpk\nclass Mine(cartpk.Multiphasic):\n    pass\nclass Other:\n    pass\n"
+    )
+    assert type(load_model(f"{path}:Mine")).__name__ == "Mine"
+    with pytest.raises(cartpk.CartpkError, match="is not a cartpk model"):
+        load_model(f"{path}:Other")
+    with pytest.raises(cartpk.CartpkError, match="has no class Nope"):
+        load_model(f"{path}:Nope")
+
+
 def test_cli_choices_match_the_library():
     parser = cartpk.cli.build_parser()
     fit_parser = parser._subparsers._group_actions[0].choices["fit"]
@@ -400,12 +416,13 @@ def test_cli_choices_match_the_library():
 
 @pytest.fixture(scope="module")
 def cli_run(study, tmp_path_factory):
+    """``cartpk fit`` on 16 of the subjects (the compiled objective is the fixture fit's)."""
     folder = tmp_path_factory.mktemp("fit")
     data = folder / "study.csv"
-    study.to_csv(data, index=False)
+    study[study["ID"] <= 16].to_csv(data, index=False)
     out = folder / "results"
     argv = ["fit", str(data), "--model", "multiphasic", "--out", str(out), "--solver", "tsit5"]
-    argv += ["--rtol", "1e-6", "--vpc", "20", "--se", "sandwich"]
+    argv += ["--rtol", "1e-6", "--vpc", "20", "--se", "none"]
     return main(argv), data, out
 
 
@@ -416,11 +433,12 @@ def test_cli_fit_writes_results(cli_run, capsys):
     expected = {"estimates.csv", "individual.csv", "diagnostics.csv", "vpc.csv", "manifest.json"}
     assert expected | {"gof.png", "vpc.png"} <= names
     estimates = pd.read_csv(out / "estimates.csv")
-    assert list(estimates.columns) == pop_fit_columns()
+    assert list(estimates.columns) == COLUMNS
     assert "omega_cmax" in set(estimates["parameter"]) and "sigma_log" in set(
         estimates["parameter"]
     )
-    assert len(pd.read_csv(out / "individual.csv")) == 40
+    assert len(pd.read_csv(out / "individual.csv")) == 16
+    assert estimates["se"].isna().all()  # --se none
     manifest = json.loads((out / "manifest.json").read_text())
     import hashlib
 
@@ -455,3 +473,35 @@ def test_cli_user_errors_are_one_line(cli_run, tmp_path, extra, message, capsys)
     err = capsys.readouterr().err
     assert status == 2 and err.startswith("error: ") and message in err and err.count("\n") == 1
     assert not (tmp_path / "new").exists()
+
+
+def test_stein2019_simulated_fit_script_at_reduced_size(tmp_path):
+    """fits/stein2019_simulated/fit.py end to end with 16 instead of 40 patients."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "fits" / "stein2019_simulated" / "fit.py"
+    spec = importlib.util.spec_from_file_location("stein2019_simulated_fit", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    assert script.TIMES == TIMES  # the same design, hence the same compiled objective
+    result, comparison = script.run(n=16, out=tmp_path / "results", vpc=20)
+    assert result.converged, result.message
+    files = {p.name for p in (tmp_path / "results").iterdir()}
+    assert {"data.csv", "comparison.csv", "estimates.csv", "gof.png", "vpc.png"} <= files
+    assert list(comparison["parameter"]) == list(script.truth(MODEL))
+    typical = comparison[comparison["parameter"].isin(list(TRUTH))]
+    assert (typical["relative_error"].abs() < 0.5).all()
+
+
+def test_cli_reports_a_fit_that_did_not_converge(cli_run, tmp_path, capsys):
+    _, data, _ = cli_run
+    out = tmp_path / "stopped"
+    argv = ["fit", str(data), "--model", "multiphasic", "--out", str(out), "--solver", "tsit5"]
+    status = main([*argv, "--rtol", "1e-6", "--max-iter", "3", "--vpc", "0", "--se", "none"])
+    err = capsys.readouterr().err
+    assert status == 2 and err.count("\n") == 1
+    assert "did not converge (no convergence within 3 OFV evaluations)" in err
+    assert "best point reached: OFV" in err and "cmax=" in err
+    manifest = json.loads((out / "manifest.json").read_text())  # the best point is written
+    assert manifest["result"]["converged"] is False

@@ -1,4 +1,4 @@
-"""Reliability (GitHub issue 8): bad input never gets through and never leaves a mess.
+"""Reliability: bad input never gets through and never leaves a mess.
 
 - A corpus of bad inputs runs through the command line (``cartpk.cli.main``): bad scenario files,
   bad datasets, bad arguments, missing files, bad output folders. Each must stop with exit status

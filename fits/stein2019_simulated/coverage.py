@@ -5,7 +5,7 @@ with the Stein 2019 typical values, 30 % variability, 30 % log-normal error and 
 study is fitted by FOCE-I with the Hessian covariance step. The script counts how often each
 parameter's 95 % CI contains the truth:
 
-    python fits/stein2019_simulated/coverage.py --replicates 30 --out fits/stein2019_simulated/coverage
+    python fits/stein2019_simulated/coverage.py --replicates 30
 
 It writes ``replicates.csv`` (one row per replicate and parameter) and ``summary.csv`` (per
 parameter: coverage, its binomial 95 % interval, median relative error) to ``--out``. All

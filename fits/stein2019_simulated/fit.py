@@ -55,7 +55,15 @@ def truth(model) -> dict[str, float]:
 
 def simulate(model, n: int, seed: int = SEED) -> pd.DataFrame:
     params = sample_parameters(model, n, omega=OMEGA, seed=seed)
-    return simulate_study(model, params, TIMES, error=Exponential(SIGMA), lloq=LLOQ, seed=seed + 1)
+    return simulate_study(
+        model,
+        params,
+        TIMES,
+        error=Exponential(SIGMA),
+        lloq=LLOQ,
+        seed=seed + 1,
+        solver=dfx.Tsit5(),
+    )
 
 
 def compare(result, model) -> pd.DataFrame:
@@ -109,7 +117,13 @@ def run(n: int = 40, out: Path = HERE / "results", vpc: int = 200, force: bool =
             "rtol": 1e-6,
         }
         write_results(
-            result, out, force=force, data_path=staging, options=options, vpc_replicates=vpc
+            result,
+            out,
+            force=force,
+            data_path=staging,
+            data_label="data.csv",
+            options=options,
+            vpc_replicates=vpc,
         )
     finally:
         staging.unlink(missing_ok=True)

@@ -16,7 +16,7 @@ Public API (everything else is internal):
 cartpk computes in float64: call :func:`enable_x64` once before use.
 """
 
-from . import plots, sensitivity, units
+from . import estimation, plots, sensitivity, units
 from .channels import CHANNELS
 from .datasets import list_datasets, load_dataset
 from .endpoints import ENDPOINTS, EndpointOptions, endpoint_table
@@ -28,6 +28,7 @@ from .errors import (
     RegimenError,
     ScenarioError,
 )
+from .estimation import fit
 from .models import AbstractModel, BloodStromaTumour, Multiphasic
 from .nonmem import read_nonmem
 from .optimize import ScheduleProblem, optimize_schedule
@@ -77,6 +78,8 @@ __all__ = [
     "State",
     "combine",
     "enable_x64",
+    "estimation",
+    "fit",
     "list_datasets",
     "load_dataset",
     "read_nonmem",

@@ -1,4 +1,4 @@
-"""Estimation: fit cartpk models to NONMEM-style data (GitHub issue 4).
+"""Estimation: fit cartpk models to NONMEM-style data.
 
 - :func:`fit` is the one entry point; the strategy objects :class:`Population` (nonlinear
   mixed effects by FOCE-I or Laplace) and :class:`Individual` (per-subject ML/MAP, multi-start)

@@ -30,13 +30,13 @@ the implicit-function-theorem one, ``dz* = -H^-1 d(grad_z l)``.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import diffrax as dfx
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import optimistix as optx
+from jaxtyping import Array
 
 from ..simulate import simulate
 from .bfgs import TrustRegionBFGS
@@ -46,9 +46,10 @@ from .problem import Layout, SubjectArrays
 METHODS = ("foce", "laplace")
 
 
-@dataclass(frozen=True)
-class Spec:
-    """Everything static about an objective: the layout and the numerical settings.
+class Spec(eqx.Module):
+    """Everything about an objective except the data: the layout and the numerical settings.
+
+    ``rtol`` is an array, so changing it does not recompile; every other field is static.
 
     Attributes:
         layout: names and scales of the parameters.
@@ -60,13 +61,13 @@ class Spec:
         inner_max_steps: most BFGS steps of one EBE search.
     """
 
-    layout: Layout
-    method: str = "foce"
-    solver: dfx.AbstractSolver = dfx.Kvaerno5()
-    rtol: float = 1e-8
-    max_steps: int = 4096
-    inner_tol: float = 1e-5
-    inner_max_steps: int = 200
+    layout: Layout = eqx.field(static=True)
+    method: str = eqx.field(static=True, default="foce")
+    solver: dfx.AbstractSolver = eqx.field(static=True, default=dfx.Kvaerno5())
+    rtol: Array = eqx.field(default=1e-8, converter=lambda v: jnp.asarray(v, dtype=float))
+    max_steps: int = eqx.field(static=True, default=4096)
+    inner_tol: float = eqx.field(static=True, default=1e-5)
+    inner_max_steps: int = eqx.field(static=True, default=64)
 
 
 # ------------------------------------------------------------------------------------------------

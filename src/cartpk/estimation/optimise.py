@@ -31,14 +31,14 @@ from .objective import Spec, evaluate_chunk
 from .problem import SubjectArrays
 
 #: bounds of the scale of one ``s`` unit (internal scale units)
-SCALE_RANGE = (1e-4, 0.5)
-#: first-order optimality in scaled units (an OFV gradient of 0.02 per standard error is about
-#: 0.01 standard errors from the minimum)
-GRADIENT_TOL = 0.02
+SCALE_RANGE = (1e-4, 0.2)
+#: first-order optimality in scaled units (an OFV gradient of 2e-3 per standard error is about
+#: 1e-3 standard errors from the minimum)
+GRADIENT_TOL = 2e-3
 
 
 #: subjects per compiled chunk: every problem size runs through the same compiled function
-CHUNK = 16
+CHUNK = 8
 
 
 def default_workers() -> int:

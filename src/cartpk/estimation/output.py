@@ -83,6 +83,7 @@ def write_results(
     *,
     force: bool = False,
     data_path: str | Path | None = None,
+    data_label: str | None = None,
     options: dict | None = None,
     vpc_replicates: int = 200,
     seed: int = 0,
@@ -90,7 +91,10 @@ def write_results(
     bootstrap: pd.DataFrame | None = None,
     progress=None,
 ) -> Path:
-    """Write ``result`` into ``out`` (see the module docstring); returns ``out``."""
+    """Write ``result`` into ``out`` (see the module docstring); returns ``out``.
+
+    ``data_path`` is hashed into the manifest, under the name ``data_label`` (default: the path).
+    """
     out = check_output_dir(out, force)
     say = progress or (lambda line: None)
     files: dict[str, pd.DataFrame | None] = {
@@ -137,7 +141,7 @@ def write_results(
         "versions": versions(),
         "input": None
         if data_path is None
-        else {"path": str(data_path), "sha256": sha256(data_path)},
+        else {"path": data_label or str(data_path), "sha256": sha256(data_path)},
         "options": options or {},
         "result": summary,
         "files": sorted([*files, "manifest.json"]),

@@ -59,7 +59,8 @@ def profile(
     Returns:
         One row per grid point: ``parameter, value`` (natural scale), ``ofv``, ``delta_ofv``,
         ``converged``; the 95 % interval is in ``df.attrs["ci"]`` (``nan`` where the profile
-        does not cross 3.84 within the grid).
+        does not cross 3.84 within the grid; between grid points the signed root
+        ``sqrt(delta_ofv)`` is interpolated linearly on the internal scale).
     """
     i = _label_of(result, parameter)
     layout = result.layout
@@ -108,27 +109,34 @@ def profile(
             "converged": [rows[j]["converged"] for j in range(points)],
         }
     )
-    frame.attrs["ci"] = _crossings(
-        np.asarray(values), ofv - best, layout.from_scaled(parameter, jnp.asarray(result.x[i]))
+    low, high = _crossings(grid, ofv - best, result.x[i])
+    frame.attrs["ci"] = tuple(
+        float(layout.from_scaled(parameter, jnp.asarray(v))) if np.isfinite(v) else np.nan
+        for v in (low, high)
     )
     return frame
 
 
-def _crossings(values, delta, estimate) -> tuple[float, float]:
-    """Where the profile crosses ``CHI2_95`` on each side of the estimate (linear in value)."""
-    estimate = float(estimate)
+def _crossings(grid, delta, estimate) -> tuple[float, float]:
+    """Where the profile crosses ``CHI2_95`` on each side of the estimate (internal scale).
+
+    Interpolates the signed root ``sqrt(delta)``, which is linear in the parameter when the
+    profile is quadratic, so a coarse grid still gives the right crossing.
+    """
+    root = np.sqrt(np.clip(delta, 0.0, None))
+    target = np.sqrt(CHI2_95)
     out = []
     for side in (-1, 1):
-        idx = np.flatnonzero(np.sign(values - estimate) == side)
-        idx = idx[np.argsort(np.abs(values[idx] - estimate))]
-        prev_v, prev_d = estimate, 0.0
+        idx = np.flatnonzero(np.sign(grid - estimate) == side)
+        idx = idx[np.argsort(np.abs(grid[idx] - estimate))]
+        prev_v, prev_r = estimate, 0.0
         found = np.nan
         for j in idx:
-            if delta[j] >= CHI2_95:
-                w = (CHI2_95 - prev_d) / (delta[j] - prev_d)
-                found = prev_v + w * (values[j] - prev_v)
+            if root[j] >= target:
+                w = (target - prev_r) / (root[j] - prev_r)
+                found = prev_v + w * (grid[j] - prev_v)
                 break
-            prev_v, prev_d = values[j], delta[j]
+            prev_v, prev_r = grid[j], root[j]
         out.append(float(found))
     return out[0], out[1]
 
