@@ -20,9 +20,13 @@ import time
 from pathlib import Path
 
 import diffrax as dfx
+import jax
+import numpy as np
 
 import cartpk
 from cartpk.estimation import Exponential, Population, fit, sample_parameters, simulate_study
+from cartpk.estimation.objective import predictions
+from cartpk.estimation.optimise import Evaluator, map_chunks, on_host_device
 from cartpk.estimation.output import versions
 
 TIMES = [1.0, 4.0, 7.0, 9.0, 11.0, 14.0, 21.0, 28.0, 60.0, 90.0, 180.0, 270.0, 365.0]
@@ -43,6 +47,46 @@ def machine() -> dict:
         "cores": os.cpu_count(),
         "platform": platform.platform(),
         "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+    }
+
+
+def gradient_cost(result, repeats: int = 3) -> dict:
+    """Seconds of one OFV + gradient evaluation at the estimates (EBE searches warm-started at
+    the EBEs, as in the last iterations of a fit) and of one simulation of every subject at its
+    EBE (same solver, chunks and threads), and their ratio."""
+    spec, arrays, layout = result.spec, result.problem.arrays, result.layout
+    n, m = arrays.n_subjects, result.V.shape[1]
+    evaluator = Evaluator(spec, arrays)
+    args = (result.x[None], result.V[None], np.zeros((1, m)), np.ones((1, n)), result.z[None])
+    mu = np.asarray(jax.vmap(lambda row: layout.typical(result.x, row))(arrays.design))
+    chol = layout.omega_chol(result.x)
+    host = jax.tree.map(np.asarray, arrays)
+
+    @jax.jit
+    def simulate_chunk(d, mu, z):
+        def one(d, mu, z):
+            return predictions(spec, layout.individual(mu, chol, z), d)[0]
+
+        return jax.vmap(one)(d, mu, z)
+
+    def run(idx):
+        d = jax.tree.map(lambda a: a[idx], host)
+        with on_host_device():
+            return {"g": np.asarray(simulate_chunk(d, mu[idx], result.z[idx]))}
+
+    def seconds(fn) -> float:
+        fn()  # compile
+        started = time.perf_counter()
+        for _ in range(repeats):
+            fn()
+        return (time.perf_counter() - started) / repeats
+
+    evaluation = seconds(lambda: evaluator(*args))
+    simulation = seconds(lambda: map_chunks(n, run, evaluator.workers))
+    return {
+        "evaluation_seconds": round(evaluation, 3),
+        "simulation_seconds": round(simulation, 3),
+        "evaluation_over_simulation": round(evaluation / simulation, 1),
     }
 
 
@@ -107,6 +151,7 @@ def main(argv=None) -> dict:
         "seconds_per_evaluation": round((covariance - first) / max(optimisation_evals, 1), 2),
         "covariance_seconds": round(wall - covariance, 1),
         "covariance": result.covariance.message,
+        "gradient_cost": gradient_cost(result),
         "relative_error": {
             name: round(result.estimate(name) / value - 1, 4) for name, value in truth.items()
         },

@@ -30,21 +30,14 @@ def execute(path: Path, *, small: bool, timeout: int = 1200):
     """Run a notebook top to bottom in a fresh kernel (working directory: this folder) and
     return it with its outputs; an error in any cell raises ``nbclient``'s CellExecutionError."""
     notebook = nbformat.read(path, as_version=4)
-    previous = os.environ.get("CARTPK_NOTEBOOK_SMALL")
-    os.environ["CARTPK_NOTEBOOK_SMALL"] = "1" if small else "0"  # the kernel inherits it
-    try:
-        client = NotebookClient(
-            notebook,
-            timeout=timeout,
-            kernel_name="python3",
-            resources={"metadata": {"path": str(FOLDER)}},
-        )
-        client.execute()
-    finally:
-        if previous is None:
-            os.environ.pop("CARTPK_NOTEBOOK_SMALL", None)
-        else:
-            os.environ["CARTPK_NOTEBOOK_SMALL"] = previous
+    env = {**os.environ, "CARTPK_NOTEBOOK_SMALL": "1" if small else "0"}  # the kernel's only
+    client = NotebookClient(
+        notebook,
+        timeout=timeout,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(FOLDER)}},
+    )
+    client.execute(env=env)
     return notebook
 
 

@@ -34,7 +34,7 @@ from cartpk.estimation import (
 )
 from cartpk.estimation.api import SOLVERS
 from cartpk.estimation.objective import Spec
-from cartpk.estimation.optimise import Evaluator
+from cartpk.estimation.optimise import STALL_GRADIENT_TOL, Evaluator, minimise
 from cartpk.estimation.problem import build_problem
 
 MODEL = cartpk.Multiphasic()
@@ -145,6 +145,36 @@ def _take(arrays, rows):
 
 # ------------------------------------------------------------------------------------------------
 # Gradients against finite differences
+
+
+class _RoughOFV:
+    """A stand-in evaluator: the OFV is lowest at the start ``s = 0`` and 0.01 higher anywhere
+    else (numerical noise), while the reported gradient is ``bias`` in the first coordinate."""
+
+    def __init__(self, bias: float):
+        self.bias = bias
+
+    def __call__(self, x0, V, s, weights, z0):
+        s = np.asarray(s)
+        ofv = np.where(np.any(s != 0, axis=1), 0.01 + (s**2).sum(axis=1), 0.0)
+        grad = np.zeros_like(s)
+        grad[:, 0] = self.bias
+        return {"ofv": ofv, "grad": grad, "z": np.asarray(z0), "ofv_i": ofv[:, None]}
+
+
+@pytest.mark.parametrize("bias", [0.2 * STALL_GRADIENT_TOL, 4 * STALL_GRADIENT_TOL])
+def test_a_stalled_search_converges_only_with_a_small_gradient(bias):
+    """No step decreases the OFV: the trust region shrinks below tol and the search stops,
+    converged if the gradient is within the noise, otherwise not, saying why."""
+    args = np.zeros((1, 2)), np.eye(2)[None], np.ones((1, 1)), np.zeros((1, 1, 1))
+    outcome = minimise(_RoughOFV(bias), *args, max_iter=100, tol=1e-3)
+    assert outcome.evaluations < 20  # stopped by the stall rule, not by max_iter
+    assert np.all(outcome.s == 0)
+    if bias < STALL_GRADIENT_TOL:
+        assert outcome.converged[0] and outcome.message[0] == "converged"
+    else:
+        assert not outcome.converged[0]
+        assert outcome.message[0].startswith("no step longer than 0.001 SE decreases the OFV")
 
 
 def test_population_gradient_matches_finite_differences(pop_fit):

@@ -1,11 +1,13 @@
 """Every notebook in ``notebooks/`` runs top to bottom at small size (``CARTPK_NOTEBOOK_SMALL=1``),
 and the committed copy carries its outputs (figures included), explained by a first markdown
-cell."""
+cell. The notebooks run two at a time, in separate kernels: most of their time is compiling,
+which uses one core."""
 
 from __future__ import annotations
 
 import importlib.util
 import json
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -37,10 +39,27 @@ def test_committed_with_outputs_and_explained(path):
     assert not errors
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
-def test_notebook_runs(path):
+@pytest.fixture(scope="module")
+def executed():
+    """Each notebook executed once at small size: ``{path: (notebook, error)}``."""
     pytest.importorskip("nbclient")
     pytest.importorskip("ipykernel")
-    notebook = _runner().execute(path, small=True)  # a failing cell raises
+    runner = _runner()
+
+    def run(path):
+        try:
+            return runner.execute(path, small=True), None
+        except Exception as error:  # a failing cell: reported by that notebook's test
+            return None, error
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        return dict(zip(NOTEBOOKS, pool.map(run, NOTEBOOKS), strict=True))
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_runs(path, executed):
+    notebook, error = executed[path]
+    if error is not None:
+        raise error
     code = [c for c in notebook.cells if c.cell_type == "code"]
     assert code and all(c.get("execution_count") for c in code), "a code cell did not run"

@@ -8,7 +8,8 @@
   accepted, invalid input raises the package's own error with a one-line message naming the key.
 - A write failure or an interrupt while results are written keeps the previous results.
 - Reproducibility: two runs of one tiny scenario give byte-identical tables, the manifest records
-  versions, input hash, seed and options, and the input file is never modified.
+  versions, input hash, seed and options, and the input file is never modified. A run stopped by
+  Ctrl-C leaves nothing behind, and running it again gives the same tables.
 
 Only the reproducibility tests simulate (one tiny scenario, compiled once); every error path fails
 before any model is compiled (the corpus replaces the simulation by a function that fails).
@@ -20,6 +21,11 @@ import errno
 import json
 import math
 import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
 import tomllib
 from pathlib import Path
 
@@ -1151,3 +1157,50 @@ def test_manifest_records_the_run(two_runs):
         assert manifest["versions"]["cartpk"] == cartpk.__version__
         assert all(manifest["versions"][k] for k in ("jax", "jaxlib", "diffrax", "numpy"))
         assert manifest["python"] and manifest["platform"] and manifest["elapsed_s"] > 0
+
+
+#: ``cartpk ARGV`` in a fresh interpreter. SIGINT raises KeyboardInterrupt even where the parent
+#: shell ignores it (background jobs), as in an interactive terminal.
+LAUNCH = (
+    "import signal, sys\n"
+    "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
+    "from cartpk.cli import main\n"
+    "sys.exit(main(sys.argv[1:]))\n"
+)
+
+
+def test_interrupt_and_rerun(two_runs, tmp_path):
+    """Ctrl-C once the run has started: status 130, one line, no results and no staging folder;
+    the same command again gives the tables of a run never interrupted."""
+    scenario = tmp_path / "tiny.toml"
+    scenario.write_text(TINY)
+    out = tmp_path / "results"
+    argv = [sys.executable, "-c", LAUNCH, "simulate", str(scenario), "--out", str(out)]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen(
+        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path
+    )
+    lines: queue.Queue[str] = queue.Queue()
+    reader = threading.Thread(target=lambda: [lines.put(line) for line in process.stdout])
+    reader.start()
+    try:
+        first = lines.get(timeout=120)  # the first progress line: the run has started
+        assert first.startswith("cartpk simulate: scenario 'tiny'"), first
+        process.send_signal(signal.SIGINT)
+        err = process.stderr.read()
+        status = process.wait(timeout=300)
+    finally:
+        if process.poll() is None:
+            process.kill()
+        reader.join(timeout=60)
+    assert status == 130, err
+    assert [line for line in err.splitlines() if "error" in line] == ["error: interrupted"], err
+    assert "Traceback" not in err
+    assert {p.name for p in tmp_path.iterdir()} == {"tiny.toml"}  # no results, no staging
+
+    done = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600)
+    assert done.returncode == 0, done.stderr
+    _, _, _, uninterrupted, _ = two_runs
+    for name in ("endpoints.csv", "summary.csv", "trajectories.csv"):
+        assert (out / name).read_bytes() == uninterrupted[name], name
+    assert {p.name for p in tmp_path.iterdir()} == {"tiny.toml", "results"}

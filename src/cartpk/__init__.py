@@ -37,7 +37,14 @@ from .population import Covariate, Subgroup, VirtualPopulation
 from .precision import enable_x64, require_x64
 from .regimen import Dose, DoseArrays, Regimen, stack_regimens
 from .scenario import Scenario, load_scenario, run_scenario
-from .simulate import FAILURES, SimulationWarning, Solution, simulate, simulate_population
+from .simulate import (
+    FAILURES,
+    SimulationWarning,
+    Solution,
+    simulate,
+    simulate_population,
+    simulate_population_chunks,
+)
 from .therapies import THERAPIES, AbstractTherapy, combine
 
 __version__ = "0.1.0"
@@ -86,6 +93,7 @@ __all__ = [
     "require_x64",
     "simulate",
     "simulate_population",
+    "simulate_population_chunks",
     "stack_regimens",
     "units",
 ]

@@ -33,8 +33,10 @@ Response (RECIST 1.1-like, Eisenhauer 2009, doi:10.1016/j.ejca.2008.10.026), at 
 ``assessment_interval_days`` from day 0: the lesion diameter is taken proportional to the cube
 root of the tumour burden, ``d = (burden / baseline)^(1/3)``. CR: burden below
 ``complete_response_cells``; PR: ``d <= 0.7`` (30 % shrinkage); PD: ``d >= 1.2 min(d so far)``
-(20 % growth over the nadir, baseline included); otherwise SD. The best overall response is the
-best category at assessments before the first PD (PD if the first assessment is PD).
+(20 % growth over the nadir, baseline included) with the burden at or above
+``complete_response_cells`` (regrowth that stays below it is not measurable); otherwise SD. The
+best overall response is the best category at assessments before the first PD (PD if the first
+assessment is PD). Without tumour at baseline the changes are NaN and the response is CR.
 """
 
 from __future__ import annotations
@@ -154,7 +156,9 @@ def numeric_endpoints(
         day = _window(times, 28.0, 28.0).stop - 1
         out["exhausted_fraction_d28"] = observables["exhausted_fraction"][..., day]
     if "tumour_burden" in observables:
-        change = 100.0 * (observables["tumour_burden"] / observables["tumour_burden"][..., :1] - 1)
+        burden = observables["tumour_burden"]
+        with np.errstate(invalid="ignore", divide="ignore"):  # no tumour at baseline: NaN
+            change = 100.0 * (burden / burden[..., :1] - 1)
         out["tumour_nadir_percent"] = jnp.min(change[..., after], axis=-1)
         out["tumour_change_percent"] = change[..., -1]
     return out
@@ -176,11 +180,14 @@ def response(burden: np.ndarray, times, options: EndpointOptions = EndpointOptio
         options.assessment_interval_days, times[-1] + 1e-9, options.assessment_interval_days
     )
     index = [_window(times, d, d).stop - 1 for d in days]
-    diameter = np.cbrt(burden[:, index] / burden[:, :1])
+    with np.errstate(invalid="ignore", divide="ignore"):  # no tumour at baseline: NaN
+        diameter = np.cbrt(burden[:, index] / burden[:, :1])
     nadir = np.minimum.accumulate(np.concatenate([np.ones_like(diameter[:, :1]), diameter], 1), 1)
-    progression = diameter >= 1.2 * nadir[:, :-1]
+    gone = burden[:, index] < options.complete_response_cells
+    # regrowth below the complete-response limit is not measurable disease, so not progression
+    progression = (diameter >= 1.2 * nadir[:, :-1]) & ~gone
     category = np.where(
-        burden[:, index] < options.complete_response_cells,
+        gone,
         0,
         np.where(diameter <= 0.7, 1, np.where(progression, 3, 2)),
     )

@@ -10,7 +10,9 @@ the free parameters scaled by ``1 / sqrt(R_kk)``, ``R`` the outer-product (BHHH)
 of the OFV Hessian at the start, so that one unit of ``s`` is about one standard error.
 Convergence: successive accepted points differ by less than ``tol`` in every ``s`` (standard
 errors) and in OFV; or the OFV changed by less than ``tol`` and the gradient in ``s`` is below
-:data:`GRADIENT_TOL`.
+:data:`GRADIENT_TOL`; or no step longer than ``tol`` decreases the OFV (the trust region has
+shrunk below ``tol``: the OFV's numerical noise) and the gradient is below
+:data:`STALL_GRADIENT_TOL`. A search that stalls with a larger gradient has not converged.
 """
 
 from __future__ import annotations
@@ -35,6 +37,13 @@ SCALE_RANGE = (1e-4, 0.2)
 #: first-order optimality in scaled units (an OFV gradient of 2e-3 per standard error is about
 #: 1e-3 standard errors from the minimum)
 GRADIENT_TOL = 2e-3
+
+#: largest gradient in scaled units at which a stalled search counts as converged (about 0.025
+#: standard errors from the minimum); with many subjects the gradient's noise from the adaptive
+#: ODE steps (about 1e-3 per subject-sized contribution at rtol 1e-6) can exceed GRADIENT_TOL
+STALL_GRADIENT_TOL = 0.05
+#: result code of a stalled search (not one of optimistix's)
+_STALLED = -1
 
 
 #: subjects per compiled chunk: every problem size runs through the same compiled function
@@ -246,6 +255,11 @@ def minimise(
         flat = accepted & (last_f - f < tol) & (np.max(np.abs(grad), axis=1) < GRADIENT_TOL)
         codes = np.where(flat & ~finished, 0, codes)
         finished = finished | flat
+        # stalled: the trust region shrank below tol without finding a lower OFV
+        stalled = ~finished & (np.asarray(state.search_state.step_size) < tol)
+        small = np.max(np.abs(grad), axis=1) < STALL_GRADIENT_TOL
+        codes = np.where(stalled, np.where(small, 0, _STALLED), codes)
+        finished = finished | stalled
         last_f = np.where(f != last_f, f, last_f)
         for b in np.flatnonzero(finished & ~done):
             results[b] = int(codes[b])
@@ -279,6 +293,12 @@ def minimise(
             messages.append(f"no convergence within {max_iter} OFV evaluations")
         elif not np.isfinite(ofv_final[b]):
             messages.append("the OFV is not finite")
+        elif results[b] == _STALLED:
+            messages.append(
+                f"no step longer than {tol:g} SE decreases the OFV, but the gradient "
+                f"{np.max(np.abs(grad_final[b])):.2g} per SE is not small (OFV not smooth: "
+                "tighten rtol)"
+            )
         elif results[b] != 0:
             reason = optx.RESULTS._index_to_message[results[b]].splitlines()[0]
             messages.append(f"the optimiser stopped: {reason}")

@@ -4,7 +4,8 @@ Stein AM et al., CPT Pharmacometrics Syst Pharmacol 2019;8(5):285-295, doi:10.10
 Equations as encoded in nlmixr2lib (``Stein_2019_Tisagenlecleucel.R``), with the hard switch at
 ``tmax`` replaced by a smooth gate so that the model is differentiable in ``tmax``:
 
-    s(t)  = 1 / (1 + exp((t - tmax) / w))                 (1 before tmax, 0 after; width w)
+    s(t)  = 1 / (1 + exp((t - tmax) / w))                 (1 before tmax, 0 after)
+    w     = min(switch_width, tmax / 100)                 (gate width; 0.02 d unless tmax < 2 d)
     rho   = ln(foldx) / tmax
     k     = fb (alpha - beta)
     dE/dt = [s rho - (1 - s) alpha] E,                    E(0) = cmax / foldx
@@ -14,7 +15,8 @@ Equations as encoded in nlmixr2lib (``Stein_2019_Tisagenlecleucel.R``), with the
 Away from ``tmax`` (|t - tmax| >> w) this equals Stein's closed form
 ``C = cmax [(1 - fb) exp(-alpha (t - tmax)) + fb exp(-beta (t - tmax))]`` up to terms of order
 ``w exp(-tmax / w)`` and ``(rho - alpha) alpha w^2``; at ``tmax`` the peak is rounded and lower by a
-factor ``exp(-(rho + alpha) w ln 2)`` (1.5 % for the default w = 0.02 d). See ``docs/model.md``.
+factor ``exp(-(rho + alpha) w ln 2)`` (1.5 % for the default w = 0.02 d; at most about 6 % when
+``tmax < 2 d`` narrows the gate, for foldx up to 3900). See ``docs/model.md``.
 """
 
 from __future__ import annotations
@@ -73,7 +75,8 @@ class Multiphasic(AbstractModel):
         return {"effector": p["cmax"] / p["foldx"], "memory": jnp.zeros(())}
 
     def rates(self, t, y, p, effects):
-        s = jax.nn.sigmoid((p["tmax"] - t) / self.switch_width)
+        width = jnp.minimum(self.switch_width, p["tmax"] / 100)  # narrower for an early peak
+        s = jax.nn.sigmoid((p["tmax"] - t) / width)
         rho = jnp.log(p["foldx"]) / p["tmax"]
         k = p["fb"] * (p["alpha"] - p["beta"])
         e, m = y["effector"], y["memory"]

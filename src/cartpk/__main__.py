@@ -1,0 +1,7 @@
+"""``python -m cartpk``: the same as the ``cartpk`` command."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())
