@@ -256,7 +256,8 @@ def simulate_population_chunks(
     :class:`Solution` with NumPy leaves. Only one chunk is held at a time (the next one is
     already computing while you consume this one), so memory stays bounded for any number of
     patients: reduce each chunk to what you need (endpoints, quantiles) or write it to disk.
-    Failures are reported through ``status`` only (no warning).
+    Failures are reported through ``status`` only (no warning). The arguments are those of
+    :func:`simulate_population`: ``times`` are output times (d).
     """
     require_x64()
     if stepping not in STEPPINGS:
