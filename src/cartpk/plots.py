@@ -117,20 +117,22 @@ def band_table(solution, observables: Sequence[str], arms: Sequence[str] | None 
             rows = values[(labels == arm) & ok]
             if not len(rows):
                 continue
-            q05, q50, q95 = np.percentile(rows, [5, 50, 95], axis=0)
-            frames.append(
-                pd.DataFrame(
-                    {
-                        "arm": arm,
-                        "observable": name,
-                        "time_d": times,
-                        "p05": q05,
-                        "median": q50,
-                        "p95": q95,
-                    }
-                )
-            )
+            frames.append(band_frame(arm, name, times, rows))
     return pd.concat(frames, ignore_index=True)
+
+
+def band_frame(arm: str, observable: str, times, values) -> pd.DataFrame:
+    """One arm's band rows of :func:`band_table`: median and 5-95 % range over patients.
+
+    Args:
+        arm: the arm's label.
+        observable: the observable's name.
+        times: output times (d).
+        values: ``(patients, times)`` in the observable's unit; NaN values are left out.
+    """
+    q05, q50, q95 = np.nanpercentile(values, [5, 50, 95], axis=0)
+    columns = {"arm": arm, "observable": observable, "time_d": times}
+    return pd.DataFrame({**columns, "p05": q05, "median": q50, "p95": q95})
 
 
 def _draw_bands(ax, data: pd.DataFrame, label: tuple[str, bool], arms=None) -> None:

@@ -24,6 +24,7 @@ from .endpoints import ENDPOINTS, EndpointOptions, endpoint_table
 from .errors import CartpkError, ScenarioError
 from .models import BloodStromaTumour
 from .models.blood_stroma_tumour import MODES
+from .plots import band_frame
 from .population import MAX_PATIENTS, Covariate, Subgroup, VirtualPopulation
 from .regimen import Regimen, stack_regimens
 from .simulate import SimulationWarning, simulate_population
@@ -844,19 +845,7 @@ def _trajectory_bands(bands, times, scenario) -> pd.DataFrame:
             data = np.concatenate(values[arm]) if values[arm] else np.zeros((0, len(times)))
             if not len(data):
                 continue
-            q05, q50, q95 = np.nanpercentile(data, [5, 50, 95], axis=0)
-            frames.append(
-                pd.DataFrame(
-                    {
-                        "arm": arm,
-                        "observable": name,
-                        "time_d": times,
-                        "p05": q05,
-                        "median": q50,
-                        "p95": q95,
-                    }
-                )
-            )
+            frames.append(band_frame(arm, name, times, data))
     return pd.concat(frames, ignore_index=True)
 
 

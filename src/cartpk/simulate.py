@@ -317,33 +317,62 @@ def simulate_population_chunks(
 
 
 def _solve_one(model, solver, adjoint, max_steps, params, doses, times, rtol, atol_scale):
-    n_states = len(model.states)
     y0 = model.pack(model.initial_state(params))
-    t_start = jnp.minimum(jnp.minimum(times[0], doses.times[0]), 0.0)
-    t_end = times[-1]
-    event_times = jnp.clip(doses.times, t_start, t_end)
-    starts = jnp.concatenate([t_start[None], event_times])
-    ends = jnp.concatenate([event_times, t_end[None]])
-    zeros = jnp.zeros((1, n_states))
-    boluses = jnp.concatenate([zeros, doses.bolus])
-    rates = jnp.concatenate([zeros, doses.rate])
-    first = jnp.arange(starts.shape[0]) == 0
-
     term = dfx.ODETerm(model.vector_field)
     controller = dfx.PIDController(rtol=rtol, atol=atol_scale * model.atol())
     params_ok = model.parameter_set.all_in_bounds(params)
+    ys, status, steps = _integrate(
+        term,
+        solver,
+        controller,
+        adjoint,
+        max_steps,
+        params,
+        times,
+        y0,
+        (doses.times, doses.bolus, doses.rate),
+        jnp.where(params_ok, 0, 3),
+    )
+    status, named, observables = _outputs(model, params, times, ys, status, atol_scale)
+    return Solution(times, named, observables, status, steps)
+
+
+def _integrate(term, solver, controller, adjoint, max_steps, params, times, y0, doses, status):
+    """Integrate from the earliest of day 0, the first output and the first dose to the last
+    output, one segment between consecutive dose events at a time: each event's bolus is added at
+    its start, and its infusion rate holds until the next event.
+
+    Args:
+        params: the vector field's parameters (its args are ``(params, rate)``).
+        y0: initial state, any shape (states, or states x patients).
+        doses: ``(event times, boluses, rates)``, one bolus and rate per event, shaped like
+            ``y0`` (rates may also be shared).
+        status: initial status code (0, or 3 for illegal parameters).
+
+    Returns:
+        ``(ys, status, steps)``: the states at ``times`` (pre-dose at a dose time), the first
+        failure code (1 step limit, 4 solver failure) and the number of solver steps.
+    """
+    event_times, bolus, rates = doses
+    t_start = jnp.minimum(jnp.minimum(times[0], event_times[0]), 0.0)
+    t_end = times[-1]
+    event_times = jnp.clip(event_times, t_start, t_end)
+    starts = jnp.concatenate([t_start[None], event_times])
+    ends = jnp.concatenate([event_times, t_end[None]])
+    bolus = jnp.concatenate([jnp.zeros((1,) + bolus.shape[1:]), bolus])
+    rates = jnp.concatenate([jnp.zeros((1,) + rates.shape[1:]), rates])
+    first = jnp.arange(starts.shape[0]) == 0
 
     def segment(carry, inputs):
         y, ys, status, steps = carry
-        t0, t1, bolus, rate, is_first = inputs
-        y = y + bolus
+        t0, t1, b, rate, is_first = inputs
         sol = dfx.diffeqsolve(
             term,
             solver,
             t0,
             t1,
             None,
-            y,
+            y + b,
             args=(params, rate),
             saveat=dfx.SaveAt(ts=jnp.clip(times, t0, t1), t1=True),
             stepsize_controller=controller,
@@ -352,20 +381,18 @@ def _solve_one(model, solver, adjoint, max_steps, params, doses, times, rtol, at
             throw=False,
         )
         here = ((times > t0) & (times <= t1)) | (is_first & (times == t0))
-        ys = jnp.where(here[:, None], sol.ys[:-1], ys)
+        ys = jnp.where(here.reshape((-1,) + (1,) * y0.ndim), sol.ys[:-1], ys)
         code = jnp.where(
             sol.result == dfx.RESULTS.successful,
             0,
             jnp.where(sol.result == dfx.RESULTS.max_steps_reached, 1, 4),
         )
         status = jnp.where(status == 0, code, status)
-        steps = steps + sol.stats["num_steps"]
-        return (sol.ys[-1], ys, status, steps), None
+        return (sol.ys[-1], ys, status, steps + sol.stats["num_steps"]), None
 
-    init = (y0, jnp.zeros((times.shape[0], n_states)), jnp.where(params_ok, 0, 3), 0)
-    (_, ys, status, steps), _ = jax.lax.scan(segment, init, (starts, ends, boluses, rates, first))
-    status, named, observables = _outputs(model, params, times, ys, status, atol_scale)
-    return Solution(times, named, observables, status, steps)
+    init = (y0, jnp.zeros((times.shape[0],) + y0.shape), status, 0)
+    (_, ys, status, steps), _ = jax.lax.scan(segment, init, (starts, ends, bolus, rates, first))
+    return ys, status, steps
 
 
 def _solve_shared(model, solver, adjoint, max_steps, pb, ps, doses, times, rtol, atol_scale):
@@ -375,7 +402,6 @@ def _solve_shared(model, solver, adjoint, max_steps, pb, ps, doses, times, rtol,
     shared by the chunk, boluses/rates either shared ``(events, states)`` or per patient
     ``(patients, events, states)``."""
     n = next(iter(jax.tree.leaves(pb)), jnp.zeros(1)).shape[0]
-    n_states = len(model.states)
     ok = jax.vmap(lambda b: model.parameter_set.all_in_bounds({**ps, **b}))(pb)
     # a patient with illegal parameters integrates a legal stand-in, so it cannot stall the
     # shared step size; its status says it failed
@@ -390,15 +416,6 @@ def _solve_shared(model, solver, adjoint, max_steps, pb, ps, doses, times, rtol,
     else:
         bolus, rates = doses.bolus[..., None], doses.rate
     rate_axis = 1 if per_patient else None
-    t_start = jnp.minimum(jnp.minimum(times[0], doses.times[0]), 0.0)
-    t_end = times[-1]
-    event_times = jnp.clip(doses.times, t_start, t_end)
-    starts = jnp.concatenate([t_start[None], event_times])
-    ends = jnp.concatenate([event_times, t_end[None]])
-    zeros_b = jnp.zeros((1,) + bolus.shape[1:])
-    bolus = jnp.concatenate([zeros_b, bolus])
-    rates = jnp.concatenate([jnp.zeros((1,) + rates.shape[1:]), rates])
-    first = jnp.arange(starts.shape[0]) == 0
 
     def field(t, y, args):
         b, rate = args
@@ -417,36 +434,9 @@ def _solve_shared(model, solver, adjoint, max_steps, pb, ps, doses, times, rtol,
         icoeff=SHARED_ICOEFF,
     )
 
-    def segment(carry, inputs):
-        y, ys, code, steps = carry
-        t0, t1, b, rate, is_first = inputs
-        y = y + b
-        sol = dfx.diffeqsolve(
-            term,
-            solver,
-            t0,
-            t1,
-            None,
-            y,
-            args=(pb, rate),
-            saveat=dfx.SaveAt(ts=jnp.clip(times, t0, t1), t1=True),
-            stepsize_controller=controller,
-            adjoint=adjoint,
-            max_steps=max_steps,
-            throw=False,
-        )
-        here = ((times > t0) & (times <= t1)) | (is_first & (times == t0))
-        ys = jnp.where(here[:, None, None], sol.ys[:-1], ys)
-        new = jnp.where(
-            sol.result == dfx.RESULTS.successful,
-            0,
-            jnp.where(sol.result == dfx.RESULTS.max_steps_reached, 1, 4),
-        )
-        code = jnp.where(code == 0, new, code)
-        return (sol.ys[-1], ys, code, steps + sol.stats["num_steps"]), None
-
-    init = (y0, jnp.zeros((times.shape[0], n_states, n)), 0, 0)
-    (_, ys, code, steps), _ = jax.lax.scan(segment, init, (starts, ends, bolus, rates, first))
+    ys, code, steps = _integrate(
+        term, solver, controller, adjoint, max_steps, pb, times, y0, (doses.times, bolus, rates), 0
+    )
     ys = jnp.transpose(ys, (2, 0, 1))  # (patients, times, states)
     status = jnp.where(ok, code, 3)
     status, named, observables = jax.vmap(
