@@ -64,7 +64,7 @@ import optimistix as optx
 import pandas as pd
 
 import cartpk
-from cartpk.estimation.summary_stats import _subject_statistics
+from cartpk.estimation.summary_stats import subject_statistics
 from cartpk.output import write_manifest
 
 HERE = Path(__file__).resolve().parent
@@ -138,7 +138,7 @@ class Calibration:
 
     def statistics(self, x):
         """Fitted values of TARGETS (same order)."""
-        stats = {m: _subject_statistics(c, TIMES) for m, c in self.curves(x).items()}
+        stats = {m: subject_statistics(c, TIMES) for m, c in self.curves(x).items()}
         blood_peak = jnp.median(stats["blood"]["cmax"])
         return jnp.stack(
             [

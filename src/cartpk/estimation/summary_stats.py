@@ -132,7 +132,7 @@ class _Trial(eqx.Module):
             return simulate(self.model, p, self.regimen, times).observables[self.observable]
 
         curves = jax.vmap(curve)(params)
-        stats = _subject_statistics(curves, times)
+        stats = subject_statistics(curves, times)
         out = []
         for target in self.targets:
             if target.statistic == "level":
@@ -151,8 +151,17 @@ class _Trial(eqx.Module):
         return jnp.sum(weights * (jnp.log(self.summaries(x)) - jnp.log(observed)) ** 2)
 
 
-def _subject_statistics(curves, times: np.ndarray) -> dict:
-    """Cmax, Tmax (parabolic refinement of ln C at the grid maximum) and AUC0-28 per subject."""
+def subject_statistics(curves, times: np.ndarray) -> dict:
+    """Cmax, Tmax (parabolic refinement of ln C at the grid maximum) and AUC0-28 per subject.
+
+    Args:
+        curves: ``(subjects, times)`` levels, any concentration unit.
+        times: output times (d), evenly spaced near the peaks.
+
+    Returns:
+        ``cmax`` (the curves' unit), ``tmax`` (d) and ``auc0_28`` (unit x d), one per subject;
+        differentiable in the curves (``jax.numpy``).
+    """
     after = times >= 0
     c, t = curves[:, after], times[after]
     k = jnp.clip(jax.lax.stop_gradient(jnp.argmax(c, axis=1)), 1, len(t) - 2)
