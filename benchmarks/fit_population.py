@@ -27,7 +27,7 @@ import cartpk
 from cartpk.estimation import Exponential, Population, fit, sample_parameters, simulate_study
 from cartpk.estimation.objective import predictions
 from cartpk.estimation.optimise import Evaluator, map_chunks, on_host_device
-from cartpk.estimation.output import versions
+from cartpk.commands import versions
 
 TIMES = [1.0, 4.0, 7.0, 9.0, 11.0, 14.0, 21.0, 28.0, 60.0, 90.0, 180.0, 270.0, 365.0]
 

@@ -18,7 +18,9 @@ import numpy as np
 import pandas as pd
 
 import cartpk
-from cartpk.estimation.summary_stats import Target, fit_summary_statistics
+from cartpk.commands import ResultsFolder
+from cartpk.estimation import SummaryStatistics, fit
+from cartpk.estimation.summary_stats import Target
 
 HERE = Path(__file__).parent
 
@@ -47,28 +49,44 @@ def run(n_virtual: int, out: Path) -> dict[str, cartpk.estimation.summary_stats.
     omegas = stein_omegas()
     fits = {}
     started = time.perf_counter()
-    fits["tisagenlecleucel_responders"] = fit_summary_statistics(
-        model, responders_targets(), ["cmax", "tmax", "alpha"], omegas, n_virtual=n_virtual
+    fits["tisagenlecleucel_responders"] = fit(
+        model,
+        responders_targets(),
+        SummaryStatistics(n_virtual=n_virtual),
+        fixed=[n for n in model.parameter_set.names if n not in ("cmax", "tmax", "alpha")],
+        variability=omegas,
     )
     published = {p.name: p.default for p in model.parameters}
-    for name, fit in fits.items():
-        folder = out / name
-        folder.mkdir(parents=True, exist_ok=True)
-        fit.table.to_csv(folder / "targets.csv", index=False)
+    for name, summary in fits.items():
         estimates = pd.DataFrame(
             {
-                "parameter": list(fit.estimates),
-                "estimate": list(fit.estimates.values()),
+                "parameter": list(summary.estimates),
+                "estimate": list(summary.estimates.values()),
                 "stein2019": [
-                    published.get(k, omegas.get(k.removeprefix("omega_"))) for k in fit.estimates
+                    published.get(k, omegas.get(k.removeprefix("omega_")))
+                    for k in summary.estimates
                 ],
             }
         )
-        estimates.to_csv(folder / "estimates.csv", index=False)
-        _plot(fit, folder / "targets.png", name)
-        print(f"{name}: converged={fit.converged}, loss={fit.loss:.3g}")
+        with ResultsFolder(
+            out / name, command="python fits/summary_statistics.py", force=True
+        ) as results:
+            results.write(
+                {
+                    "targets.csv": lambda path, summary=summary: summary.table.to_csv(
+                        path, index=False
+                    ),
+                    "estimates.csv": lambda path, e=estimates: e.to_csv(path, index=False),
+                    "targets.png": lambda path, summary=summary, name=name: _plot(
+                        summary, path, name
+                    ),
+                },
+                options={"n_virtual": n_virtual},
+                result={"converged": summary.converged, "loss": summary.loss},
+            )
+        print(f"{name}: converged={summary.converged}, loss={summary.loss:.3g}")
         print(estimates.to_string(index=False))
-        print(fit.table.to_string(index=False))
+        print(summary.table.to_string(index=False))
     print(f"{n_virtual} virtual subjects; {time.perf_counter() - started:.0f} s")
     return fits
 

@@ -1,5 +1,7 @@
 """The command line: the demo job end to end, and one-line errors with exit status 2."""
 
+import json
+
 import pandas as pd
 import pytest
 
@@ -28,6 +30,9 @@ def test_demo_writes_results_and_plots(demo_dir):
     alone = summary.set_index("arm").loc["CAR-T alone"]
     armoured = summary.set_index("arm").loc["CCL19/IL-7 armoured CAR-T"]
     assert armoured["tumour_car_t_auc_cell_d_median"] > alone["tumour_car_t_auc_cell_d_median"]
+    manifest = json.loads((demo_dir / "manifest.json").read_text())
+    assert manifest["schema"] == "cartpk-results/1" and manifest["command"] == "cartpk demo"
+    assert sorted(manifest["files"]) == sorted(names)
 
 
 def test_demo_refuses_to_overwrite_without_force(demo_dir, capsys):

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from cartpk.endpoints import EndpointOptions, endpoint_table, numeric_endpoints, response
-from cartpk.errors import ScenarioError
+from cartpk.errors import PopulationError, ScenarioError
 from cartpk.models import BloodStromaTumour
 from cartpk.population import Covariate, Subgroup, VirtualPopulation
 
@@ -147,5 +147,5 @@ def test_population_is_reproducible_per_patient(drawn):
     ],
 )
 def test_population_validation(population, message):
-    with pytest.raises(ScenarioError, match=message):
+    with pytest.raises(PopulationError, match=message):
         population.validate(MODEL)

@@ -22,7 +22,7 @@ from cartpk.estimation import (
     ERROR_KINDS,
     Additive,
     Combined,
-    Covariate,
+    CovariateEffect,
     Exponential,
     Observation,
     Population,
@@ -34,7 +34,7 @@ from cartpk.estimation import (
 )
 from cartpk.estimation.api import SOLVERS
 from cartpk.estimation.objective import Spec
-from cartpk.estimation.optimise import STALL_GRADIENT_TOL, Evaluator, minimise
+from cartpk.estimation.outer import STALL_GRADIENT_TOL, Evaluator, minimise
 from cartpk.estimation.problem import build_problem
 
 MODEL = cartpk.Multiphasic()
@@ -296,7 +296,10 @@ def test_fixed_parameters_covariates_and_labels(study):
         data,
         fixed={"beta": 0.003, "sigma_log": 0.25},
         variability=["cmax", "tmax"],
-        covariates=[Covariate("cmax", "DOSE"), Covariate("alpha", "GROUP", "categorical")],
+        covariates=[
+            CovariateEffect("cmax", "DOSE"),
+            CovariateEffect("alpha", "GROUP", "categorical"),
+        ],
     )
     layout = problem.layout
     names = [layout.label_name(label) for label in layout.labels]
@@ -322,8 +325,12 @@ def test_fixed_parameters_covariates_and_labels(study):
         (None, dict(initial={"omega_cmax": -1}), "omega_cmax: value must be > 0, got -1"),
         ("dv0", {}, "column DV: DV <= 0 with the exponential (log-normal) error model of DVID 1"),
         ("dvid", {}, "column DVID: observation type 2 has no observation model"),
-        ("cov", dict(covariates=[Covariate("cmax", "WT")]), "column WT: covariate changes within"),
-        (None, dict(covariates=[Covariate("cmax", "AGE")]), "missing covariate column AGE"),
+        (
+            "cov",
+            dict(covariates=[CovariateEffect("cmax", "WT")]),
+            "column WT: covariate changes within",
+        ),
+        (None, dict(covariates=[CovariateEffect("cmax", "AGE")]), "missing covariate column AGE"),
         (
             None,
             dict(observations={1: Observation("tumour")}),
@@ -472,7 +479,9 @@ def test_cli_fit_writes_results(cli_run, capsys):
     manifest = json.loads((out / "manifest.json").read_text())
     import hashlib
 
-    assert manifest["input"]["sha256"] == hashlib.sha256(data.read_bytes()).hexdigest()
+    assert manifest["schema"] == "cartpk-results/1" and manifest["command"] == "cartpk fit"
+    assert manifest["inputs"]["data"]["sha256"] == hashlib.sha256(data.read_bytes()).hexdigest()
+    assert (out / "inputs" / "data.csv").read_bytes() == data.read_bytes()
     assert manifest["versions"]["cartpk"] == cartpk.__version__ and "jax" in manifest["versions"]
     assert manifest["options"]["solver"] == "tsit5" and manifest["result"]["converged"]
     assert (out / "gof.png").read_bytes()[:4] == b"\x89PNG"

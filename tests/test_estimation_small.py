@@ -12,7 +12,7 @@ import pytest
 
 import cartpk
 from cartpk.estimation import (
-    Covariate,
+    CovariateEffect,
     Exponential,
     Individual,
     Population,
@@ -24,7 +24,7 @@ from cartpk.estimation import (
 )
 from cartpk.estimation.individual import IndividualLayout, individual_objective
 from cartpk.estimation.objective import Spec
-from cartpk.estimation.optimise import Evaluator
+from cartpk.estimation.outer import Evaluator
 from cartpk.estimation.problem import build_problem
 
 MODEL = cartpk.Multiphasic()
@@ -34,7 +34,7 @@ DOSE = np.tile([0.5, 1.0, 2.0, 4.0], 4)  # 1e8 cells; cmax ~ DOSE^0.5 (a power c
 OPTIONS = dict(
     fixed={k: TRUTH[k] for k in ("tmax", "foldx", "beta", "fb")},
     variability=["cmax", "alpha"],
-    covariates=[Covariate("cmax", "DOSE", "power", reference=1.0)],
+    covariates=[CovariateEffect("cmax", "DOSE", "power", reference=1.0)],
 )
 SOLVER = dict(solver=dfx.Tsit5(), rtol=1e-6)
 COLUMNS = ["parameter", "estimate", "se", "rse_percent", "ci_low", "ci_high"]

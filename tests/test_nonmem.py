@@ -354,16 +354,19 @@ def test_directory(tmp_path):
 def test_not_a_csv(tmp_path):
     path = tmp_path / "data.png"
     path.write_bytes(b"\x89PNG\r\n\x1a\n\xff\xfe")
-    with raises(f"{path}: not a CSV file (not UTF-8 text)"):
+    with raises(f"{path}: not a CSV file (not UTF-8 text): byte 0x89 on line 1; save it as UTF-8"):
         read_nonmem(path)
     path.write_bytes(b"ID,TIME\x00,DV\n1,0,1\n")
-    with raises(f"{path}: not a CSV file (binary content)"):
+    with raises(f"{path}: not a CSV file (binary content): a NUL byte on line 1"):
         read_nonmem(path)
 
 
 def test_not_comma_separated(tmp_path):
     path = write(tmp_path, "ID TIME DV\n1 0 1\n")
-    with raises(f"{path}: not a comma-separated file (the header is one column 'ID TIME DV')"):
+    with raises(
+        f"{path}: not a comma-, semicolon- or tab-separated file "
+        "(the header is one column 'ID TIME DV')"
+    ):
         read_nonmem(path)
 
 
@@ -407,7 +410,10 @@ def test_duplicate_and_conflicting_columns(tmp_path):
 
 def test_wrong_number_of_fields(tmp_path):
     path = write(tmp_path, "ID,TIME,DV\n1,0,1\n1,1\n1,2,3,4\n")
-    with raises(f"{path}: wrong number of fields (the header has 3) in row(s) 2, 3"):
+    with raises(
+        f"{path}: wrong number of fields (the header has 3) in row(s) "
+        "2 (line 3, 2 fields), 3 (line 4, 4 fields)"
+    ):
         read_nonmem(path)
 
 

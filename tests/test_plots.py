@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 import cartpk
-from cartpk import plots
+from cartpk import endpoints, plots
 from cartpk.errors import CartpkError
 
 TIMES = np.linspace(0.0, 28.0, 8)
@@ -41,7 +41,7 @@ def test_band_table_percentiles_per_arm_without_failures():
     status[3] = 2  # a failed patient is left out
     solution = _solution(status=status)
     arms = np.repeat(["A", "B"], 20)
-    table = plots.band_table(solution, ["blood_cells_per_ul", "stroma_effector"], arms)
+    table = endpoints.band_table(solution, ["blood_cells_per_ul", "stroma_effector"], arms)
     assert list(table.columns) == ["arm", "observable", "time_d", "p05", "median", "p95"]
     values = np.asarray(solution.observables["blood_cells_per_ul"])
     a = table[(table.arm == "A") & (table.observable == "blood_cells_per_ul")]
@@ -51,9 +51,9 @@ def test_band_table_percentiles_per_arm_without_failures():
     np.testing.assert_allclose(a["time_d"], TIMES)
     assert set(table.observable) == {"blood_cells_per_ul", "stroma_effector"}
     with pytest.raises(CartpkError, match="3 labels for 40 patients"):
-        plots.band_table(solution, ["blood_cells_per_ul"], ["A", "B", "C"])
+        endpoints.band_table(solution, ["blood_cells_per_ul"], ["A", "B", "C"])
     with pytest.raises(CartpkError, match="no observable or state 'nope'"):
-        plots.band_table(solution, ["nope"])
+        endpoints.band_table(solution, ["nope"])
 
 
 def test_solution_bands_one_panel_per_compartment():

@@ -18,6 +18,7 @@ before any model is compiled (the corpus replaces the simulation by a function t
 from __future__ import annotations
 
 import errno
+import hashlib
 import json
 import math
 import os
@@ -30,15 +31,16 @@ import tomllib
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
+from helpers import assert_one_error_line, run, tree
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import cartpk
-from cartpk import scenario as scenario_module
 from cartpk.cli import main
-from cartpk.errors import DatasetError, OutputError, ParameterError, RegimenError, ScenarioError
-from cartpk.output import sha256, staged_output
+from cartpk.commands import simulate as simulate_command
+from cartpk.errors import DatasetError, ParameterError, RegimenError, ScenarioError
 from cartpk.regimen import Dose, Regimen
 from cartpk.scenario import (
     MAX_GRID_POINTS,
@@ -88,29 +90,8 @@ SETTINGS = settings(
 # -- helpers -------------------------------------------------------------------------------------
 
 
-def tree(folder: Path) -> dict[str, bytes | None]:
-    """Every file and folder under ``folder`` (hidden ones included) with its bytes."""
-    return {
-        str(p.relative_to(folder)): p.read_bytes() if p.is_file() else None
-        for p in sorted(folder.rglob("*"))
-    }
-
-
-def run(argv: list[str], capsys) -> tuple[int, str, str]:
-    """``cartpk ARGV``: exit status, stdout, stderr (argparse errors exit via SystemExit)."""
-    try:
-        status = main(argv)
-    except SystemExit as exit:
-        status = exit.code
-    captured = capsys.readouterr()
-    return status, captured.out, captured.err
-
-
-def assert_one_error_line(status: int, err: str, message: str, code: int = 2) -> None:
-    assert status == code, err
-    assert err.startswith("error: ") and err.endswith("\n") and err.count("\n") == 1, err
-    assert "Traceback" not in err
-    assert message in err, err
+def sha256(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def results_folder(path: Path) -> Path:
@@ -128,8 +109,8 @@ def no_simulation(monkeypatch):
     def must_not_run(*args, **kwargs):
         raise AssertionError("the command started a simulation instead of stopping")
 
-    monkeypatch.setattr(scenario_module, "run_scenario", must_not_run)
-    monkeypatch.setattr("cartpk.optimize.optimize_schedule", must_not_run)
+    monkeypatch.setattr(simulate_command, "run_scenario", must_not_run)
+    monkeypatch.setattr("cartpk.commands.optimize.optimize_schedule", must_not_run)
 
 
 def check_rejected(argv, folder: Path, capsys, *messages: str, code: int = 2) -> None:
@@ -469,7 +450,7 @@ BAD_DATASETS = [
     ("header only", HEADER, "no data rows"),
     ("not UTF-8", b"ID,TIME,DV\n\xff\xfe,0,1\n", "not a CSV file (not UTF-8 text)"),
     ("binary", b"ID,TIME\x00,DV\n1,0,1\n", "not a CSV file (binary content)"),
-    ("semicolons", "ID;TIME;DV\n1;0;1\n", "not a comma-separated file"),
+    ("spaces", "ID TIME DV\n1 0 1\n", "not a comma-, semicolon- or tab-separated file"),
     ("no TIME", "ID,DV\n1,1\n", "missing required column TIME"),
     ("no DV or AMT", "ID,TIME\n1,0\n", "missing required column DV or AMT"),
     ("duplicate column", "ID,TIME,DV,dv\n1,0,1,1\n", "duplicate column dv"),
@@ -581,7 +562,7 @@ BAD_OUTPUTS = [
     (
         "force on a non-results folder",
         ["simulate", "{tiny}", "--out", "{tmp}", "--force"],
-        "holds files that are not cartpk results (no manifest.json)",
+        "holds files that are not cartpk results (no cartpk manifest.json)",
     ),
     (
         "force would delete the input",
@@ -625,57 +606,7 @@ def test_read_only_output_folder(workdir, capsys, no_simulation, monkeypatch):
 
 
 # -- writing results: failures and interrupts keep the previous results ---------------------------
-
-
-def _leftovers(parent: Path, keep: set[str]) -> set[str]:
-    return {p.name for p in parent.iterdir()} - keep
-
-
-@pytest.mark.parametrize(
-    "failure, raised",
-    [
-        (RuntimeError("bug while plotting"), RuntimeError),
-        (KeyboardInterrupt(), KeyboardInterrupt),
-        (OSError(errno.ENOSPC, "No space left on device"), OutputError),
-    ],
-    ids=["exception", "interrupt", "disk full"],
-)
-def test_staged_output_keeps_previous_results(failure, raised, tmp_path):
-    out = results_folder(tmp_path / "results")
-    before = tree(out)
-    with pytest.raises(raised):
-        with staged_output(out, force=True) as folder:
-            (folder / "endpoints.csv").write_text("arm,patient\nhalf-written")
-            raise failure
-    assert tree(out) == before
-    assert _leftovers(tmp_path, {"results"}) == set()
-
-
-def test_staged_output_replaces_results(tmp_path):
-    out = results_folder(tmp_path / "results")
-    with staged_output(out, force=True) as folder:
-        (folder / "manifest.json").write_text("{}\n")
-    assert tree(out) == {"manifest.json": b"{}\n"}
-    assert _leftovers(tmp_path, {"results"}) == set()
-
-
-def test_staged_output_failed_swap_restores_results(tmp_path, monkeypatch):
-    """If moving the new results into place fails, the previous ones are put back."""
-    out = results_folder(tmp_path / "results")
-    before = tree(out)
-    rename = Path.rename
-
-    def failing(self, target):  # the new results cannot be moved in; the old ones can
-        if Path(target) == out.resolve() and not self.name.endswith(".previous"):
-            raise OSError(errno.EXDEV, "Invalid cross-device link")
-        return rename(self, target)
-
-    monkeypatch.setattr(Path, "rename", failing)
-    with pytest.raises(OutputError, match="cannot move results into .*: Invalid cross-device"):
-        with staged_output(out, force=True) as folder:
-            (folder / "manifest.json").write_text("{}\n")
-    assert tree(out) == before
-    assert _leftovers(tmp_path, {"results"}) == set()
+# (the writer itself is tested case by case in tests/test_results_folder.py)
 
 
 @pytest.mark.parametrize(
@@ -691,12 +622,16 @@ def test_write_failure_from_the_command_line(
 ):
     """A full disk or Ctrl-C while results are written: one line, previous results kept."""
 
-    def write_half(result, scenario, folder):
-        (folder / "endpoints.csv").write_text("arm,patient\nhalf-written")
+    def write_half(path):
+        path.write_text("arm,patient\nhalf-written")
         raise failure
 
-    monkeypatch.setattr(scenario_module, "run_scenario", lambda scenario, progress: None)
-    monkeypatch.setattr(scenario_module, "write_results", write_half)
+    canned = pd.DataFrame({"arm": ["alone"], "patient": [0], "status": [0]})
+    result = simulate_command.ScenarioResult(canned, canned, canned, None, 0.1)
+    monkeypatch.setattr(simulate_command, "run_scenario", lambda scenario, progress: result)
+    monkeypatch.setattr(
+        simulate_command, "scenario_files", lambda result, scenario: {"endpoints.csv": write_half}
+    )
     argv = ["simulate", str(workdir / "tiny.toml"), "--out", str(workdir / "previous"), "--force"]
     check_rejected(argv + ["--quiet"], workdir, capsys, message, code=status)
 
@@ -1118,8 +1053,8 @@ def test_random_dataset_text(case, tmp_path, capsys):
 
 @pytest.fixture(scope="module")
 def two_runs(tmp_path_factory):
-    """The tiny scenario run twice into the same folder (the second time with --force, over an
-    extra file that must disappear); the first run's files are kept in memory."""
+    """The tiny scenario run twice into the same folder (the second time with --force); the first
+    run's files are kept in memory."""
     base = tmp_path_factory.mktemp("reproducible")
     scenario = base / "tiny.toml"
     scenario.write_text(TINY)
@@ -1127,18 +1062,17 @@ def two_runs(tmp_path_factory):
     out = base / "results"
     assert main(["simulate", str(scenario), "--out", str(out), "--quiet"]) == 0
     first = tree(out)
-    (out / "notes.txt").write_text("left over from an earlier run")
     assert main(["simulate", str(scenario), "--out", str(out), "--quiet", "--force"]) == 0
     return base, scenario, hash_before, first, tree(out)
 
 
 def test_identical_inputs_give_identical_outputs(two_runs):
     _, _, _, first, second = two_runs
-    for name in ("endpoints.csv", "summary.csv", "trajectories.csv", "scenario.toml"):
+    for name in ("endpoints.csv", "summary.csv", "trajectories.csv", "inputs/scenario.toml"):
         assert first[name] == second[name], name
     endpoints = first["endpoints.csv"].decode().splitlines()
     assert len(endpoints) == 1 + 2 * 2 and endpoints[0].startswith("arm,patient,weight_kg,subgroup")
-    assert set(first) == set(second)  # --force replaced the folder: notes.txt is gone
+    assert set(first) == set(second)
 
 
 def test_inputs_are_never_modified(two_runs):
@@ -1151,8 +1085,15 @@ def test_manifest_records_the_run(two_runs):
     _, scenario, hash_before, first, second = two_runs
     for files in (first, second):
         manifest = json.loads(files["manifest.json"])
+        assert manifest["schema"] == "cartpk-results/1"
         assert manifest["command"] == "cartpk simulate"
-        assert manifest["inputs"]["scenario"] == {"path": str(scenario), "sha256": hash_before}
+        assert manifest["inputs"]["scenario"] == {
+            "path": str(scenario),
+            "sha256": hash_before,
+            "bytes": len(TINY.encode()),
+            "copy": "inputs/scenario.toml",
+        }
+        assert manifest["files"] == sorted(n for n in files if "/" not in n)
         assert manifest["options"] == {"patients": 2, "seed": 11}
         assert manifest["versions"]["cartpk"] == cartpk.__version__
         assert all(manifest["versions"][k] for k in ("jax", "jaxlib", "diffrax", "numpy"))

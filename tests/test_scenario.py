@@ -40,8 +40,8 @@ def test_result_files(results):
     out, summary = results
     names = {p.name for p in out.iterdir()}
     assert {"endpoints.csv", "summary.csv", "trajectories.csv", "manifest.json"} <= names
-    assert {"scenario.toml", "endpoints.png", "tumour_car_t.png", "response.png"} <= names
-    assert (out / "scenario.toml").read_bytes() == SCENARIO.read_bytes()
+    assert {"inputs", "endpoints.png", "tumour_car_t.png", "response.png"} <= names
+    assert (out / "inputs" / "scenario.toml").read_bytes() == SCENARIO.read_bytes()
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["versions"]["jax"] and manifest["options"]["seed"] == 7
     endpoints = pd.read_csv(out / "endpoints.csv")

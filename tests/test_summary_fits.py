@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 import cartpk
-from cartpk.estimation.summary_stats import Target, fit_summary_statistics, simulate_summaries
+from cartpk.estimation import SummaryStatistics, fit
+from cartpk.estimation.summary_stats import Target, simulate_summaries
 
 OMEGAS = {"cmax": 0.8, "tmax": 0.3, "alpha": 0.5}
 TRUTH = {"cmax": 24000.0, "tmax": 9.3, "alpha": 0.16}  # Stein 2019 typical values
@@ -33,13 +34,19 @@ def test_recovers_typical_values_from_their_summaries():
         for t, v in zip(SHAPES, values, strict=True)
     ]
     start = {"cmax": 36000.0, "tmax": 6.5, "alpha": 0.08}
-    fit = fit_summary_statistics(
-        model, targets, ["cmax", "tmax", "alpha"], OMEGAS, params=start, n_virtual=60
+    fixed = [n for n in model.parameter_set.names if n not in ("cmax", "tmax", "alpha")]
+    result = fit(
+        model,
+        targets,
+        SummaryStatistics(n_virtual=60),
+        initial=start,
+        fixed=fixed,
+        variability=OMEGAS,
     )
-    assert fit.converged
+    assert result.converged
     for name, true in TRUTH.items():
-        assert fit.estimates[name] == pytest.approx(true, rel=1e-3)
-    assert np.allclose(fit.table.ratio, 1.0, atol=1e-4)
+        assert result.estimates[name] == pytest.approx(true, rel=1e-3)
+    assert np.allclose(result.table.ratio, 1.0, atol=1e-4)
 
 
 def test_committed_fits_rerun_at_reduced_size(tmp_path):
@@ -61,4 +68,8 @@ def test_bad_targets_are_clear_errors():
     with pytest.raises(cartpk.CartpkError, match="must be one of"):
         Target("cmin", "median", 1.0)
     with pytest.raises(cartpk.CartpkError, match="unknown parameter"):
-        fit_summary_statistics(cartpk.Multiphasic(), SHAPES[:1], ["cmaxx"], {})
+        fit(cartpk.Multiphasic(), SHAPES[:1], SummaryStatistics(), initial={"cmaxx": 1.0})
+    with pytest.raises(cartpk.CartpkError, match="SummaryStatistics does not use covariates"):
+        fit(cartpk.Multiphasic(), SHAPES[:1], SummaryStatistics(), covariates=[object()])
+    with pytest.raises(cartpk.CartpkError, match="non-empty list of Target"):
+        fit(cartpk.Multiphasic(), [], SummaryStatistics())

@@ -14,7 +14,7 @@ from cartpk.channels import CHANNELS, neutral_effects
 from cartpk.models.blood_stroma_tumour import BloodStromaTumour
 from cartpk.regimen import Regimen
 from cartpk.simulate import simulate
-from cartpk.therapies import THERAPIES, AbstractTherapy, Combined, combine
+from cartpk.therapies import THERAPIES, AbstractTherapy, CombinedModel, combine
 
 TIMES = np.arange(-30.0, 61.0)  # d; CAR-T infusion on day 0
 AFTER = TIMES >= 0
@@ -82,7 +82,7 @@ def test_registered_therapy_is_well_formed(name):
     therapy = cls()
     core = BloodStromaTumour("solid")
     combined = combine(core, therapy)
-    assert isinstance(combined, Combined)
+    assert isinstance(combined, CombinedModel)
     for state in cls.states:
         assert state.compartment == name and state.unit and state.atol <= 1e-6
     for parameter in cls.parameters:

@@ -64,8 +64,8 @@ import optimistix as optx
 import pandas as pd
 
 import cartpk
+from cartpk.commands import ResultsFolder
 from cartpk.estimation.summary_stats import subject_statistics
-from cartpk.output import write_manifest
 
 HERE = Path(__file__).resolve().parent
 SEED = 5  # as scenarios/blood_vs_solid.toml
@@ -220,28 +220,27 @@ def run(n_virtual: int = 32, out: Path = HERE / "results", max_steps: int = 50):
     identifiability.insert(0, "status", ["estimated"] * len(ESTIMATE) + ["fixed"] * len(CANDIDATES))
     identifiability.insert(1, "sensitivity_norm", np.linalg.norm(jac, axis=0))
 
-    out.mkdir(parents=True, exist_ok=True)
-    targets.to_csv(out / "targets.csv", index=False)
-    estimates.to_csv(out / "estimates.csv", index=False)
-    identifiability.to_csv(out / "identifiability.csv")
-    _plot(cal, x, targets, out / "targets.png")
-    write_manifest(
-        out,
-        command=f"python fits/blood_vs_solid/fit.py --virtual {n_virtual}",
-        options={
-            "n_virtual": n_virtual,
-            "seed": SEED,
-            "dose_cells": DOSE,
-            "cv": CV,
-            "estimated": list(ESTIMATE),
-            "max_steps": max_steps,
-            "converged": converged,
-            "steps": int(solution.stats["num_steps"]),
-            "singular_values": singular.tolist(),
-            "fit_seconds": round(fit_time, 1),
-        },
-        started=started,
-    )
+    with ResultsFolder(out, command="python fits/blood_vs_solid/fit.py", force=True) as results:
+        results.write(
+            {
+                "targets.csv": lambda path: targets.to_csv(path, index=False),
+                "estimates.csv": lambda path: estimates.to_csv(path, index=False),
+                "identifiability.csv": lambda path: identifiability.to_csv(path),
+                "targets.png": lambda path: _plot(cal, x, targets, path),
+            },
+            options={
+                "n_virtual": n_virtual,
+                "seed": SEED,
+                "dose_cells": DOSE,
+                "cv": CV,
+                "estimated": list(ESTIMATE),
+                "max_steps": max_steps,
+                "converged": converged,
+                "steps": int(solution.stats["num_steps"]),
+                "singular_values": singular.tolist(),
+                "fit_seconds": round(fit_time, 1),
+            },
+        )
     print(f"converged={converged}, steps={int(solution.stats['num_steps'])}, {fit_time:.0f} s")
     print(estimates.to_string(index=False))
     print(targets.to_string(index=False))

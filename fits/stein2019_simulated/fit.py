@@ -27,13 +27,14 @@ import numpy as np
 import pandas as pd
 
 import cartpk
+from cartpk.commands import ResultsFolder
+from cartpk.commands.fit import fit_outputs
 from cartpk.estimation import (
     Exponential,
     Population,
     fit,
     sample_parameters,
     simulate_study,
-    write_results,
 )
 
 HERE = Path(__file__).resolve().parent
@@ -90,46 +91,42 @@ def run(n: int = 40, out: Path = HERE / "results", vpc: int = 200, force: bool =
     cartpk.enable_x64()
     model = cartpk.Multiphasic()
     data = simulate(model, n)
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = out.parent / f".{out.name}.data.csv"
-    data.to_csv(staging, index=False)
-    try:
-        result = fit(
-            model,
-            staging,
-            Population(method="foce"),
-            solver=dfx.Tsit5(),  # Multiphasic is not stiff (docs/estimation.md, "Solver")
-            rtol=1e-6,
-            progress=True,
-        )
-        print(result.summary())
-        options = {
-            "script": "fits/stein2019_simulated/fit.py",
-            "n": n,
-            "times": TIMES,
-            "omega": OMEGA,
-            "sigma": SIGMA,
-            "lloq": LLOQ,
-            "seed": SEED,
-            "method": "foce",
-            "solver": "tsit5",
-            "rtol": 1e-6,
-        }
-        write_results(
-            result,
-            out,
-            force=force,
-            data_path=staging,
-            data_label="data.csv",
-            options=options,
-            vpc_replicates=vpc,
-        )
-    finally:
-        staging.unlink(missing_ok=True)
-    data.to_csv(out / "data.csv", index=False)
+    result = fit(
+        model,
+        data,
+        Population(method="foce"),
+        solver=dfx.Tsit5(),  # Multiphasic is not stiff (docs/estimation.md, "Solver")
+        rtol=1e-6,
+        progress=True,
+    )
+    print(result.summary())
     comparison = compare(result, model)
-    comparison.to_csv(out / "comparison.csv", index=False)
+    options = {
+        "script": "fits/stein2019_simulated/fit.py",
+        "n": n,
+        "times": TIMES,
+        "omega": OMEGA,
+        "sigma": SIGMA,
+        "lloq": LLOQ,
+        "seed": SEED,
+        "method": "foce",
+        "solver": "tsit5",
+        "rtol": 1e-6,
+    }
+    with ResultsFolder(
+        out, command="python fits/stein2019_simulated/fit.py", force=force
+    ) as results:
+        tables, figures, summary = fit_outputs(result, vpc_replicates=vpc)
+        results.write(
+            {
+                "data.csv": lambda path: data.to_csv(path, index=False),
+                "comparison.csv": lambda path: comparison.to_csv(path, index=False),
+                **tables,
+                **figures,
+            },
+            options=options,
+            result=summary,
+        )
     with pd.option_context("display.width", 120):
         print(comparison.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     print(f"CIs covering the truth: {int(comparison['covered'].sum())}/{len(comparison)}")

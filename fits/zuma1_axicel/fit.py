@@ -50,7 +50,6 @@ Run: ``python fits/zuma1_axicel/fit.py [--virtual N] [--out DIR]`` (committed: 2
 from __future__ import annotations
 
 import argparse
-import os
 import time
 from pathlib import Path
 
@@ -60,8 +59,10 @@ from scipy.stats import norm
 
 import cartpk
 import cartpk.datasets
-from cartpk.estimation.summary_stats import Target, fit_summary_statistics, simulate_summaries
-from cartpk.output import write_manifest
+from cartpk.commands import ResultsFolder
+from cartpk.estimation import Observation, SummaryStatistics
+from cartpk.estimation import fit as fit_model
+from cartpk.estimation.summary_stats import Target, simulate_summaries
 
 HERE = Path(__file__).resolve().parent
 DATASET = "zuma1_axicel_medians"
@@ -111,11 +112,6 @@ def start_values() -> dict[str, float]:
     return {**STEIN, "tmax": TMAX, "cmax": float(first["median"])}
 
 
-def _relative(path: Path) -> Path:
-    """``path`` relative to the working folder when inside it (manifests name no machine)."""
-    return Path(os.path.relpath(path)) if path.is_relative_to(Path.cwd()) else path
-
-
 def run(n_virtual: int = 200, out: Path = HERE / "results", max_steps: int = 300):
     """Fit, write targets.csv, estimates.csv, targets.png and manifest.json into ``out``."""
     started = time.perf_counter()
@@ -123,17 +119,20 @@ def run(n_virtual: int = 200, out: Path = HERE / "results", max_steps: int = 300
     model = cartpk.Multiphasic()
     omegas = {k: v for k, v in stein_omegas().items() if k in {"cmax", "alpha", "fb", "beta"}}
     goals = targets()
-    fit = fit_summary_statistics(
+    fit = fit_model(
         model,
         goals,
-        ESTIMATE,
-        omegas,
-        estimate_omegas=ESTIMATE_OMEGAS,
-        observable="blood_copies_per_ug",  # in cells/uL here: the unit of cmax (see docstring)
-        params=start_values(),
-        n_virtual=n_virtual,
-        seed=SEED,
-        max_steps=max_steps,
+        SummaryStatistics(
+            estimate_omegas=tuple(ESTIMATE_OMEGAS),
+            n_virtual=n_virtual,
+            seed=SEED,
+            max_iter=max_steps,
+        ),
+        # in cells/uL here: the unit of cmax (see the module docstring)
+        observations={1: Observation("blood_copies_per_ug")},
+        initial=start_values(),
+        fixed=[n for n in model.parameter_set.names if n not in ESTIMATE],
+        variability=omegas,
     )
     table = fit.table.copy()
     table["se_log"] = sampling_se(goals)
@@ -162,26 +161,25 @@ def run(n_virtual: int = 200, out: Path = HERE / "results", max_steps: int = 300
     )
     # share of the log-normal population with fb >= 1 (a level that rises after the peak)
     fb_above_1 = float(norm.sf(np.log(1 / fit.estimates["fb"]) / fit.estimates["omega_fb"]))
-    out.mkdir(parents=True, exist_ok=True)
-    table.to_csv(out / "targets.csv", index=False)
-    estimates.to_csv(out / "estimates.csv", index=False)
-    _plot(model, fit, omegas, n_virtual, out / "targets.png")
-    write_manifest(
-        out,
-        command=f"python fits/zuma1_axicel/fit.py --virtual {n_virtual}",
-        inputs={DATASET: _relative(cartpk.datasets.data_dir() / f"{DATASET}.csv")},
-        options={
-            "n_virtual": n_virtual,
-            "seed": SEED,
-            "max_steps": max_steps,
-            "converged": fit.converged,
-            "loss": fit.loss,
-            "estimated": ESTIMATE + [f"omega_{k}" for k in ESTIMATE_OMEGAS],
-            "fixed": {"tmax": TMAX, "foldx": STEIN["foldx"], "omega_beta": omegas["beta"]},
-            "fb_above_1": fb_above_1,
-        },
-        started=started,
-    )
+    with ResultsFolder(out, command="python fits/zuma1_axicel/fit.py", force=True) as results:
+        results.read_input(DATASET, cartpk.datasets.data_dir() / f"{DATASET}.csv")
+        results.write(
+            {
+                "targets.csv": lambda path: table.to_csv(path, index=False),
+                "estimates.csv": lambda path: estimates.to_csv(path, index=False),
+                "targets.png": lambda path: _plot(model, fit, omegas, n_virtual, path),
+            },
+            options={
+                "n_virtual": n_virtual,
+                "seed": SEED,
+                "max_steps": max_steps,
+                "converged": fit.converged,
+                "loss": fit.loss,
+                "estimated": ESTIMATE + [f"omega_{k}" for k in ESTIMATE_OMEGAS],
+                "fixed": {"tmax": TMAX, "foldx": STEIN["foldx"], "omega_beta": omegas["beta"]},
+                "fb_above_1": fb_above_1,
+            },
+        )
     print(f"converged={fit.converged}, loss={fit.loss:.4g}, fb>1: {fb_above_1:.2g}")
     print(f"{n_virtual} virtual subjects; {time.perf_counter() - started:.0f} s")
     print(estimates.to_string(index=False))

@@ -6,7 +6,8 @@ Public API (everything else is internal):
   :class:`AbstractModel` to define your own, with :class:`Parameter` and :class:`State`;
 - therapies: :class:`AbstractTherapy`, :func:`combine`, the registry :data:`THERAPIES`;
 - dosing: :class:`Dose`, :class:`Regimen`, :func:`stack_regimens`;
-- simulation: :func:`simulate`, :func:`simulate_population`, :class:`Solution`;
+- simulation: :func:`simulate`, :func:`simulate_population`, :class:`Solution`, its
+  :class:`Status`;
 - scenarios: :func:`load_scenario`, :func:`run_scenario`, :class:`VirtualPopulation`,
   :func:`endpoint_table`, :func:`optimize_schedule` (``cartpk simulate`` / ``cartpk optimize``);
 - plots: :mod:`cartpk.plots`; sensitivity analysis: :mod:`cartpk.sensitivity`;
@@ -21,12 +22,15 @@ from .channels import CHANNELS
 from .datasets import list_datasets, load_dataset
 from .endpoints import ENDPOINTS, EndpointOptions, endpoint_table
 from .errors import (
+    ArgumentError,
     CartpkError,
+    ConvergenceError,
     DatasetError,
     OutputError,
     ParameterError,
     RegimenError,
     ScenarioError,
+    SimulationWarning,
 )
 from .estimation import fit
 from .models import AbstractModel, BloodStromaTumour, Multiphasic
@@ -38,9 +42,8 @@ from .precision import enable_x64, require_x64
 from .regimen import Dose, DoseArrays, Regimen, stack_regimens
 from .scenario import Scenario, load_scenario, run_scenario
 from .simulate import (
-    FAILURES,
-    SimulationWarning,
     Solution,
+    Status,
     simulate,
     simulate_population,
     simulate_population_chunks,
@@ -64,12 +67,13 @@ __all__ = [
     "plots",
     "run_scenario",
     "sensitivity",
-    "FAILURES",
     "THERAPIES",
     "AbstractModel",
     "AbstractTherapy",
+    "ArgumentError",
     "BloodStromaTumour",
     "CartpkError",
+    "ConvergenceError",
     "DatasetError",
     "Dose",
     "DoseArrays",
@@ -82,6 +86,7 @@ __all__ = [
     "ScenarioError",
     "SimulationWarning",
     "Solution",
+    "Status",
     "State",
     "combine",
     "enable_x64",

@@ -41,14 +41,14 @@ assessment is PD). Without tumour at baseline the changes are NaN and the respon
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
-from .errors import ScenarioError
+from .errors import CartpkError, ScenarioError
 
 #: Endpoint name -> (unit, whether it is differentiable in the model inputs).
 ENDPOINTS: dict[str, tuple[str, bool]] = {
@@ -226,3 +226,56 @@ def endpoint_table(
         table["progressed"] = progressed
         table["time_to_progression_d"] = ttp
     return table
+
+
+# -- population bands ----------------------------------------------------------------------------
+
+
+def band_table(solution, observables: Sequence[str], arms: Sequence[str] | None = None):
+    """Median and 5-95 % band per arm and time of a batched solution (``trajectories.csv``).
+
+    Args:
+        solution: a :class:`~cartpk.Solution` with a patient axis (e.g. from
+            :func:`~cartpk.simulate_population`); failed patients (``status != 0``) are left out.
+        observables: names of observables or states.
+        arms: one label per patient (default: every patient in one group, ``"all"``).
+
+    Returns:
+        A DataFrame with columns ``arm, observable, time_d, p05, median, p95`` (observable
+        units), the layout :func:`~cartpk.plots.trajectories` plots.
+    """
+    times = np.asarray(solution.times).reshape(-1, np.shape(solution.times)[-1])[0]
+    ok = np.asarray(solution.status).reshape(-1) == 0
+    labels = np.asarray(arms if arms is not None else ["all"] * ok.size, dtype=object)
+    if labels.shape != ok.shape:
+        raise CartpkError(f"arms has {labels.size} labels for {ok.size} patients")
+    frames = []
+    for name in observables:
+        if name in solution.observables:
+            values = np.asarray(solution.observables[name])
+        elif name in solution.states:
+            values = np.asarray(solution.states[name])
+        else:
+            known = ", ".join([*solution.observables, *solution.states])
+            raise CartpkError(f"no observable or state {name!r}; known: {known}")
+        values = values.reshape(-1, times.size)
+        for arm in dict.fromkeys(labels):
+            rows = values[(labels == arm) & ok]
+            if not len(rows):
+                continue
+            frames.append(band_frame(arm, name, times, rows))
+    return pd.concat(frames, ignore_index=True)
+
+
+def band_frame(arm: str, observable: str, times, values) -> pd.DataFrame:
+    """One arm's band rows of :func:`band_table`: median and 5-95 % range over patients.
+
+    Args:
+        arm: the arm's label.
+        observable: the observable's name.
+        times: output times (d).
+        values: ``(patients, times)`` in the observable's unit; NaN values are left out.
+    """
+    q05, q50, q95 = np.nanpercentile(values, [5, 50, 95], axis=0)
+    columns = {"arm": arm, "observable": observable, "time_d": times}
+    return pd.DataFrame({**columns, "p05": q05, "median": q50, "p95": q95})

@@ -127,7 +127,7 @@ class ParameterSet:
 
     def defaults(self, **overrides: float) -> dict:
         """Default values as float64 arrays, with ``overrides`` applied and checked."""
-        self._check_names(overrides)
+        self.check_names(overrides)
         values = {name: jnp.asarray(spec.default, dtype=float) for name, spec in self.specs.items()}
         values.update({k: _numbers(k, v, jnp) for k, v in overrides.items()})
         return values
@@ -138,7 +138,7 @@ class ParameterSet:
         missing = [n for n in self.specs if n not in params]
         if missing:
             raise ParameterError(f"missing parameter(s): {', '.join(missing)}")
-        self._check_names(params)
+        self.check_names(params)
         for name, spec in self.specs.items():
             value = _numbers(name, params[name], np)
             bad = ~np.asarray(spec.in_bounds(value))
@@ -180,7 +180,8 @@ class ParameterSet:
             ]
         )
 
-    def _check_names(self, params: Mapping) -> None:
+    def check_names(self, params: Mapping) -> None:
+        """Raise :class:`~cartpk.errors.ParameterError` naming any unknown parameter."""
         unknown = [n for n in params if n not in self.specs]
         if unknown:
             raise ParameterError(

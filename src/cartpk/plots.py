@@ -6,7 +6,7 @@ the same calls serve notebooks and the command line. Axes carry units.
 
 - population bands: :func:`solution_bands` (from a batched :class:`~cartpk.Solution`, one panel
   per compartment) and :func:`trajectories` (from the ``trajectories.csv`` table that
-  :func:`band_table` and ``cartpk simulate`` write);
+  :func:`~cartpk.endpoints.band_table` and ``cartpk simulate`` write);
 - data: :func:`observed_data` (a :func:`~cartpk.read_nonmem` dataset, BLQ records marked);
 - scenario results: :func:`endpoint_distributions`, :func:`response_bars`, :func:`grid_heatmap`,
   :func:`grid_lines`;
@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .errors import CartpkError
+from .endpoints import band_table
 
 #: observable or endpoint -> axis label with its unit, and whether a log axis suits it.
 LABELS: dict[str, tuple[str, bool]] = {
@@ -83,56 +83,6 @@ def _label(name: str, model=None) -> tuple[str, bool]:
         if state.name == name:
             return f"{state.description or name} ({state.unit})", state.unit == "cells"
     return name, False
-
-
-def band_table(solution, observables: Sequence[str], arms: Sequence[str] | None = None):
-    """Median and 5-95 % band per arm and time of a batched solution (``trajectories.csv``).
-
-    Args:
-        solution: a :class:`~cartpk.Solution` with a patient axis (e.g. from
-            :func:`~cartpk.simulate_population`); failed patients (``status != 0``) are left out.
-        observables: names of observables or states.
-        arms: one label per patient (default: every patient in one group, ``"all"``).
-
-    Returns:
-        A DataFrame with columns ``arm, observable, time_d, p05, median, p95`` (observable
-        units), the layout :func:`trajectories` plots.
-    """
-    times = np.asarray(solution.times).reshape(-1, np.shape(solution.times)[-1])[0]
-    ok = np.asarray(solution.status).reshape(-1) == 0
-    labels = np.asarray(arms if arms is not None else ["all"] * ok.size, dtype=object)
-    if labels.shape != ok.shape:
-        raise CartpkError(f"arms has {labels.size} labels for {ok.size} patients")
-    frames = []
-    for name in observables:
-        if name in solution.observables:
-            values = np.asarray(solution.observables[name])
-        elif name in solution.states:
-            values = np.asarray(solution.states[name])
-        else:
-            known = ", ".join([*solution.observables, *solution.states])
-            raise CartpkError(f"no observable or state {name!r}; known: {known}")
-        values = values.reshape(-1, times.size)
-        for arm in dict.fromkeys(labels):
-            rows = values[(labels == arm) & ok]
-            if not len(rows):
-                continue
-            frames.append(band_frame(arm, name, times, rows))
-    return pd.concat(frames, ignore_index=True)
-
-
-def band_frame(arm: str, observable: str, times, values) -> pd.DataFrame:
-    """One arm's band rows of :func:`band_table`: median and 5-95 % range over patients.
-
-    Args:
-        arm: the arm's label.
-        observable: the observable's name.
-        times: output times (d).
-        values: ``(patients, times)`` in the observable's unit; NaN values are left out.
-    """
-    q05, q50, q95 = np.nanpercentile(values, [5, 50, 95], axis=0)
-    columns = {"arm": arm, "observable": observable, "time_d": times}
-    return pd.DataFrame({**columns, "p05": q05, "median": q50, "p95": q95})
 
 
 def _draw_bands(ax, data: pd.DataFrame, label: tuple[str, bool], arms=None) -> None:
@@ -233,8 +183,8 @@ def observed_data(
         ylabel: y-axis label with the unit of ``DV`` (the dataset does not carry units).
         log: log y axis.
         ids: subjects to plot (default: all).
-        prediction: a band table (:func:`band_table`, one arm) drawn as the model's median and
-            5-95 % band.
+        prediction: a band table (:func:`~cartpk.endpoints.band_table`, one arm) drawn as the
+            model's median and 5-95 % band.
     """
     plt = _pyplot()
     obs = data.observations()
@@ -401,3 +351,148 @@ def save(fig, path: str | Path, dpi: int = 120) -> Path:
     fig.savefig(path, dpi=dpi)
     plt.close(fig)
     return Path(path)
+
+
+# -- schedule optimisation ---------------------------------------------------------------------
+
+
+def schedule_search(
+    seed_grid: pd.DataFrame, history: pd.DataFrame, best: dict, value: float, title: str
+):
+    """The seeding grid, the local searches and the optimum of ``cartpk optimize`` (tables
+    ``seed_grid.csv`` and ``history.csv``), over one or two schedule variables."""
+    plt = _pyplot()
+    variables = list(best)
+    fig, ax = plt.subplots(figsize=(7, 5), constrained_layout=True)
+    if len(variables) == 2:
+        x, y = variables
+        points = ax.scatter(
+            seed_grid[x], seed_grid[y], c=seed_grid["objective"], cmap="viridis", s=80
+        )
+        fig.colorbar(points, ax=ax, label="mean objective (endpoint unit)")
+        for _, path in history.groupby("start"):
+            ax.plot(path[x], path[y], color="white", lw=1)
+            ax.plot(path[x].iloc[-1], path[y].iloc[-1], "o", color="white", ms=4)
+        ax.plot(best[x], best[y], "*", color="red", ms=16, label="optimum")
+        ax.set_ylabel(_label(y)[0])
+    else:
+        (x,) = variables
+        ax.plot(seed_grid[x], seed_grid["objective"], "o", label="seeding grid")
+        for start, path in history.groupby("start"):
+            ax.plot(path[x], path["objective"], ".-", lw=0.8, label=f"local search {start + 1}")
+        ax.plot(best[x], value, "*", color="red", ms=16, label="optimum")
+        ax.set_ylabel("mean objective (endpoint unit)")
+    ax.set_xlabel(_label(x)[0])
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    return fig
+
+
+# -- fits ----------------------------------------------------------------------------------------
+
+
+def goodness_of_fit(diagnostics: pd.DataFrame, log_scale: dict, title: str, time_unit: str = "d"):
+    """Goodness-of-fit panels from ``diagnostics.csv``: DV vs PRED and IPRED, CWRES vs time and
+    vs PRED (``log_scale``: DVID -> whether that observable is drawn on log axes)."""
+    plt = _pyplot()
+    observed = diagnostics[diagnostics["CENS"] == 0]
+    fig, axes = plt.subplots(2, 2, figsize=(10, 8.5), constrained_layout=True)
+    for dvid, group in observed.groupby("DVID"):
+        label = f"DVID {dvid}" if len(log_scale) > 1 else None
+        for ax, column in ((axes[0, 0], "PRED"), (axes[0, 1], "IPRED")):
+            ax.scatter(group[column], group["DV"], s=10, alpha=0.6, label=label)
+            if log_scale.get(dvid):
+                ax.set_xscale("log")
+                ax.set_yscale("log")
+        axes[1, 0].scatter(group["TIME"], group["CWRES"], s=10, alpha=0.6, label=label)
+        axes[1, 1].scatter(group["PRED"], group["CWRES"], s=10, alpha=0.6, label=label)
+        if log_scale.get(dvid):
+            axes[1, 1].set_xscale("log")
+    for ax, column in ((axes[0, 0], "PRED"), (axes[0, 1], "IPRED")):
+        values = observed[[column, "DV"]].to_numpy(dtype=float)
+        if np.isfinite(values).any():
+            low, high = np.nanmin(values), np.nanmax(values)
+            ax.plot([low, high], [low, high], color="k", lw=1)
+        ax.set_xlabel(f"{column} (observation unit)")
+        ax.set_ylabel("DV (observation unit)")
+        ax.set_title(f"observations vs {column}")
+    for ax, xlabel in ((axes[1, 0], f"time ({time_unit})"), (axes[1, 1], "PRED")):
+        ax.axhline(0, color="k", lw=1)
+        for y in (-1.96, 1.96):
+            ax.axhline(y, color="k", lw=0.5, ls="--")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("CWRES (-)")
+        ax.set_title(f"CWRES vs {xlabel.split(' ')[0]}")
+    if len(log_scale) > 1:
+        axes[0, 0].legend()
+    n_censored = int((diagnostics["CENS"] != 0).sum())
+    fig.suptitle(f"{title}: {len(observed)} observations shown ({n_censored} censored not shown)")
+    return fig
+
+
+def visual_predictive_check(
+    vpc: pd.DataFrame,
+    observables: dict,
+    limit: float | None = None,
+    time_unit: str = "d",
+):
+    """Percentile VPC from ``vpc.csv`` (5/50/95 % with simulated 95 % bands) and the fraction
+    below the limit; ``observables``: DVID -> (name, log axis)."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(
+        2,
+        len(observables),
+        figsize=(7 * len(observables), 8),
+        squeeze=False,
+        constrained_layout=True,
+        gridspec_kw={"height_ratios": [3, 1]},
+    )
+    for c, (dvid, (name, log_axis)) in enumerate(observables.items()):
+        top, bottom = axes[0, c], axes[1, c]
+        table = vpc[vpc["dvid"] == dvid]
+        for q, color in (("5", "tab:blue"), ("50", "tab:red"), ("95", "tab:blue")):
+            part = table[table["percentile"] == q].sort_values("time")
+            top.fill_between(
+                part["time"], part["sim_low"], part["sim_high"], color=color, alpha=0.2, lw=0
+            )
+            top.plot(part["time"], part["sim_median"], color=color, lw=1, ls="--")
+            top.plot(
+                part["time"],
+                part["observed"],
+                color=color,
+                lw=2,
+                marker="o",
+                ms=3,
+                label=f"observed {q}th percentile",
+            )
+        if limit is not None:
+            top.axhline(limit, color="k", lw=0.8, ls=":", label="limit (median)")
+        if log_axis:
+            top.set_yscale("log")
+        top.set_xlabel(f"time ({time_unit})")
+        top.set_ylabel(_label(name)[0])
+        top.set_title(f"VPC, DVID {dvid}: observed percentiles (lines), simulated 95 % bands")
+        top.legend(fontsize=8)
+        blq = table[table["percentile"] == "blq"].sort_values("time")
+        bottom.fill_between(blq["time"], blq["sim_low"], blq["sim_high"], color="grey", alpha=0.3)
+        bottom.plot(blq["time"], blq["observed"], color="k", marker="o", ms=3)
+        bottom.set_ylim(-0.02, 1.02)
+        bottom.set_xlabel(f"time ({time_unit})")
+        bottom.set_ylabel("fraction < limit (-)")
+    return fig
+
+
+def likelihood_profiles(profiles: Sequence[pd.DataFrame], threshold: float):
+    """Profile likelihoods from ``profile.csv`` tables: OFV above its minimum against each
+    parameter, with the 95 % threshold (``threshold``, χ²₁ 0.95 quantile)."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(
+        1, len(profiles), figsize=(4.5 * len(profiles), 3.8), squeeze=False, constrained_layout=True
+    )
+    for ax, table in zip(axes[0], profiles, strict=True):
+        ax.plot(table["value"], table["delta_ofv"], marker="o")
+        ax.axhline(threshold, color="k", ls="--", lw=0.8, label="95 % threshold")
+        ax.set_xlabel(f"{table['parameter'].iloc[0]} (natural scale)")
+        ax.set_ylabel("OFV − min OFV (-)")
+        ax.legend(fontsize=8)
+    return fig

@@ -23,12 +23,16 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
-from .errors import ScenarioError
+from .errors import PopulationError
 from .models.base import AbstractModel
 
 #: Largest population :func:`VirtualPopulation.sample` is asked for at once is up to the caller;
 #: this bounds the size a scenario may declare (larger runs: split into several scenarios).
 MAX_PATIENTS = 10_000_000
+
+
+def _invalid(field: str, rule: str, value: float) -> PopulationError:
+    return PopulationError(f"{field} must {rule}, got {float(value)!r}", field)
 
 
 @dataclass(frozen=True)
@@ -85,61 +89,81 @@ class VirtualPopulation:
     seed: int = 0
 
     def validate(self, model: AbstractModel) -> None:
-        """Raise :class:`~cartpk.errors.ScenarioError` naming the first inconsistent entry."""
+        """Check the population against ``model``; raise :class:`PopulationError` naming the
+        first inconsistent entry by its field (``subgroups[1].fraction``)."""
         known = {p.name for p in model.parameters}
 
-        def check_name(name, where):
-            if name not in known:
-                raise ScenarioError(
-                    f"{where}: unknown parameter {name!r} of {type(model).__name__}"
-                )
+        def check_names(names, field):
+            for name in names:
+                if name not in known:
+                    raise PopulationError(
+                        f"{field}: unknown parameter {name!r} of {type(model).__name__}", field
+                    )
 
+        check_names(self.variability, "variability")
         for name, cv in self.variability.items():
-            check_name(name, "population.variability")
             if not (np.isfinite(cv) and 0.0 <= cv <= 10.0):
-                raise ScenarioError(f"population.variability.{name}: CV must be in [0, 10]")
-        for (a, b), r in self.correlations.items():
+                raise _invalid(f"variability.{name}", "be in [0, 10]", cv)
+        pairs = list(self.correlations)
+        for i, ((a, b), r) in enumerate(self.correlations.items()):
+            field = f"correlations[{i}]"
+            if a == b:
+                raise PopulationError(
+                    f"{field}.parameters must be two different parameters", f"{field}.parameters"
+                )
             for name in (a, b):
                 if name not in self.variability:
-                    raise ScenarioError(
-                        f"population.correlations: {name!r} has no variability to correlate"
+                    raise PopulationError(
+                        f"{field}.parameters {name!r} has no variability to correlate",
+                        f"{field}.parameters",
                     )
-            if a == b or not (np.isfinite(r) and -1.0 < r < 1.0):
-                raise ScenarioError(
-                    f"population.correlations: {a}/{b} must be two parameters with |r| < 1"
+            if (b, a) in pairs[:i]:
+                raise PopulationError(
+                    f"{field}.parameters {a}/{b} are correlated twice", f"{field}.parameters"
                 )
+            if not (np.isfinite(r) and -1.0 < r < 1.0):
+                raise _invalid(f"{field}.r", "be in (-1, 1)", r)
         if self.correlations:
             try:
                 np.linalg.cholesky(self._correlation_matrix())
             except np.linalg.LinAlgError:
-                raise ScenarioError(
-                    "population.correlations: the correlation matrix is not positive definite"
+                raise PopulationError(
+                    "correlations: the correlation matrix is not positive definite",
+                    "correlations",
                 ) from None
-        total = 0.0
-        for group in self.subgroups:
-            if not (0.0 < group.fraction <= 1.0):
-                raise ScenarioError(
-                    f"population.subgroups.{group.name}: fraction must be in (0, 1]"
+        taken = {"reference"}
+        for i, group in enumerate(self.subgroups):
+            field = f"subgroups[{i}]"
+            if group.name in taken:
+                raise PopulationError(
+                    f"{field}.name {group.name!r} is taken (by another subgroup; 'reference' "
+                    "means in none)",
+                    f"{field}.name",
                 )
-            total += group.fraction
-            for name, value in {**group.scale, **group.set}.items():
-                check_name(name, f"population.subgroups.{group.name}")
-                if not (np.isfinite(value) and (name in group.set or value > 0)):
-                    raise ScenarioError(
-                        f"population.subgroups.{group.name}.{name}: must be finite "
-                        "(and positive for a scale)"
-                    )
+            taken.add(group.name)
+            if not (np.isfinite(group.fraction) and 0.0 < group.fraction <= 1.0):
+                raise _invalid(f"{field}.fraction", "be in (0, 1]", group.fraction)
+            check_names(group.scale, f"{field}.scale")
+            check_names(group.set, f"{field}.set")
+            for name, factor in group.scale.items():
+                if not (np.isfinite(factor) and factor > 0):
+                    raise _invalid(f"{field}.scale.{name}", "be > 0", factor)
+            for name, value in group.set.items():
+                if not np.isfinite(value):
+                    raise _invalid(f"{field}.set.{name}", "be finite", value)
+        total = sum(g.fraction for g in self.subgroups)
         if total > 1.0 + 1e-9:
-            raise ScenarioError(f"population.subgroups: fractions sum to {total:g} > 1")
+            raise PopulationError(f"subgroups: fractions sum to {total:g} > 1", "subgroups")
         for covariate in self.covariates:
+            field = f"covariates.{covariate.name}"
             if not (np.isfinite(covariate.median) and covariate.median > 0):
-                raise ScenarioError(f"population.covariates.{covariate.name}: median must be > 0")
+                raise _invalid(f"{field}.median", "be > 0", covariate.median)
             if not (np.isfinite(covariate.cv) and 0.0 <= covariate.cv <= 10.0):
-                raise ScenarioError(
-                    f"population.covariates.{covariate.name}: cv must be in [0, 10]"
-                )
-            for name in covariate.effects:
-                check_name(name, f"population.covariates.{covariate.name}.effects")
+                raise _invalid(f"{field}.cv", "be in [0, 10]", covariate.cv)
+            check_names(covariate.effects, f"{field}.effects")
+            for name, exponent in covariate.effects.items():
+                if not np.isfinite(exponent):
+                    raise _invalid(f"{field}.effects.{name}", "be finite", exponent)
 
     @property
     def subgroup_names(self) -> list[str]:

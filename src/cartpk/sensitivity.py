@@ -34,9 +34,9 @@ import numpy as np
 import pandas as pd
 
 from .endpoints import ENDPOINTS, EndpointOptions, numeric_endpoints
-from .errors import CartpkError, ParameterError
+from .errors import CartpkError, ParameterError, SimulationWarning
 from .models.base import AbstractModel
-from .simulate import FAILURES, SimulationWarning, simulate, simulate_population
+from .simulate import Status, simulate, simulate_population
 
 #: An endpoint function: ``(observables, times) -> value`` (patient axis first if batched).
 EndpointFunction = Callable[[Mapping, np.ndarray], jax.Array]
@@ -144,12 +144,12 @@ def local_sensitivity(
     def evaluate(varied):
         solution = simulate(model, {**base, **varied}, regimen, times, **simulate_options)
         values = compute(solution.observables, times)
-        return values, (values, solution.status)
+        return values, (values, solution.result)
 
     varied = {n: base[n] for n in names}
-    derivatives, (values, status) = jax.jit(jacobian(evaluate, has_aux=True))(varied)
-    if int(status) != 0:
-        raise CartpkError(f"the simulation failed at these parameters: {FAILURES[int(status)]}")
+    derivatives, (values, result) = jax.jit(jacobian(evaluate, has_aux=True))(varied)
+    if not bool(result == Status.successful):
+        raise CartpkError(f"the simulation failed at these parameters: {Status[result]}")
     rows = []
     for endpoint, y in values.items():
         y = float(y)

@@ -8,8 +8,14 @@ so patients with different regimens share one compiled function and ``vmap`` ove
 Output times equal to a dose time report the value just *before* the dose (as NONMEM does when the
 observation record precedes the dose record); use ``t + 1e-9`` for the post-dose value.
 
-Failures never come back as silent NaNs: each patient carries a ``status`` code (see
-:data:`FAILURES`); :meth:`Solution.failures` turns codes into messages that name the patient.
+Failures never come back as silent NaNs: each patient carries a ``status`` code, the position of
+a :class:`Status` member; :meth:`Solution.failures` turns codes into messages that name the
+patient.
+
+Arguments are checked before anything is traced, by validators shared by all three entry points:
+a tolerance, step limit, output time or chunk size that no solve can honour raises a one-line
+:class:`~cartpk.ArgumentError`. Values traced by ``jax.jit`` cannot be checked; they are used as
+given.
 """
 
 from __future__ import annotations
@@ -25,31 +31,52 @@ import numpy as np
 import optimistix as optx
 from jaxtyping import Array, Float, Int
 
-from .errors import CartpkError, ParameterError
+from .errors import ArgumentError, CartpkError, SimulationWarning
 from .models.base import AbstractModel
 from .precision import require_x64
 from .regimen import DoseArrays, Regimen, stack_regimens
 
-#: status code -> message. Code 0 is success.
-FAILURES = (
-    "ok",
-    "the solver reached max_steps within one dose interval (raise max_steps, or check for "
-    "extreme parameters that make the system very stiff)",
-    "a state became NaN or infinite",
-    "a parameter is non-finite or outside its legal range",
-    "the solver failed (step size underflow or divergent implicit solve)",
-    "a state that must stay non-negative became negative beyond the tolerance",
-)
+
+class Status(eqx.Enumeration):
+    """The outcome of one patient's solve; each member's value is its user-facing message.
+
+    ``Solution.status`` (and the ``status`` column of every table cartpk writes) holds a member's
+    integer code, its position in this class: 0 ``successful``, 1 ``max_steps_reached``,
+    2 ``nonfinite_state``, 3 ``illegal_parameters``, 4 ``solver_failed``, 5 ``negative_state``.
+    New members are only ever appended, so codes keep their meaning. ``Solution.result`` gives
+    the members (usable under ``jit``/``vmap``) and ``Status[member]`` the message.
+    """
+
+    successful = ""
+    max_steps_reached = (
+        "the solver reached max_steps within one dose interval (raise max_steps, or check for "
+        "extreme parameters that make the system very stiff)"
+    )
+    nonfinite_state = "a state became NaN or infinite"
+    illegal_parameters = "a parameter is non-finite or outside its legal range"
+    solver_failed = "the solver failed (step size underflow or divergent implicit solve)"
+    negative_state = "a state that must stay non-negative became negative beyond the tolerance"
+
+
+_STATUS_TREE = jax.tree.structure(Status.successful)
+
+
+def _code(member: Status) -> int:
+    """The integer code of a :class:`Status` member."""
+    (value,) = jax.tree.leaves(member)
+    return int(value)
+
+
+def _member(codes) -> Status:
+    """The :class:`Status` member(s) of integer code(s), any shape (traced or not)."""
+    return jax.tree.unflatten(_STATUS_TREE, [codes])
+
 
 #: Default solver and tolerances, chosen by measurement (see ``docs/numerics.md``).
 DEFAULT_SOLVER = dfx.Kvaerno5()
 DEFAULT_RTOL = 1e-8
 DEFAULT_MAX_STEPS = 4096
 DEFAULT_ADJOINT = dfx.RecursiveCheckpointAdjoint()
-
-
-class SimulationWarning(UserWarning):
-    """Some patients failed to simulate; :meth:`Solution.failures` says which and why."""
 
 
 class Solution(eqx.Module):
@@ -59,7 +86,7 @@ class Solution(eqx.Module):
         times: output times (d).
         states: state name -> values at ``times`` (state units).
         observables: observable name -> values at ``times``.
-        status: 0 if the solve succeeded, else an index into :data:`FAILURES`.
+        status: the integer code of each patient's :class:`Status` (0: successful).
         num_steps: accepted + rejected solver steps over all dose intervals.
     """
 
@@ -72,16 +99,23 @@ class Solution(eqx.Module):
     @property
     def ok(self):
         """Boolean (per patient): the solve succeeded."""
-        return self.status == 0
+        return self.status == _code(Status.successful)
+
+    @property
+    def result(self) -> Status:
+        """``status`` as :class:`Status` members: ``solution.result == Status.max_steps_reached``
+        is a per-patient boolean array, also under ``jit`` and ``vmap``."""
+        return _member(jnp.asarray(self.status))
 
     def failures(self, params: Mapping | None = None) -> list[str]:
         """One message per failed patient, naming it and, if ``params`` given, its parameters."""
+        single = np.ndim(self.status) == 0
         status = np.atleast_1d(np.asarray(self.status))
         messages = []
-        for index in np.flatnonzero(status.ravel()):
+        for index in np.flatnonzero(status.ravel() != _code(Status.successful)):
             where = np.unravel_index(index, status.shape)
-            label = "patient " + ",".join(str(i) for i in where) if status.ndim else "the patient"
-            message = f"{label}: {FAILURES[int(status.ravel()[index])]}"
+            label = "the patient" if single else "patient " + ",".join(str(i) for i in where)
+            message = f"{label}: {Status[_member(np.asarray(status.ravel()[index]))]}"
             if params is not None:
                 values = ", ".join(
                     f"{k}={float(np.broadcast_to(np.asarray(v), status.shape)[where]):.4g}"
@@ -127,41 +161,43 @@ def simulate(
         params: parameter name -> value (model units); ``model.default_params()`` gives all.
         regimen: the doses (a :class:`~cartpk.Regimen`, its :class:`~cartpk.DoseArrays`, or
             ``None`` for no dose).
-        times: output times (d), non-decreasing. Integration starts at the earlier of the first
-            time and the first dose.
+        times: output times (d): a non-empty 1-D array, finite and non-decreasing (negative
+            days are allowed, e.g. for therapies before the infusion). Integration starts at the
+            earliest of day 0, the first time and the first dose.
         solver: a diffrax solver; the default, Kvaerno5 (implicit, 5th order), handles the stiff
             phases of CAR-T kinetics.
-        rtol: relative tolerance of the step-size controller.
-        atol_scale: multiplies each state's absolute tolerance (``State.atol``).
-        max_steps: solver step limit per dose interval.
+        rtol: relative tolerance of the step-size controller, in (0, 1).
+        atol_scale: multiplies each state's absolute tolerance (``State.atol``); positive and
+            finite.
+        max_steps: solver step limit per dose interval, a positive integer.
         adjoint: how to differentiate the solve (reverse mode by default; use
             ``diffrax.ForwardMode()`` for ``jax.jacfwd``).
 
     Returns:
         A :class:`Solution`. Works under ``jax.jit``, ``jax.vmap`` and ``jax.grad``. With concrete
-        inputs, bad parameters raise :class:`~cartpk.ParameterError` and failed solves warn
-        (:class:`SimulationWarning`); under transformations they set ``status`` instead.
+        inputs, bad arguments raise :class:`~cartpk.ArgumentError`, bad parameters raise
+        :class:`~cartpk.ParameterError` and failed solves warn
+        (:class:`~cartpk.SimulationWarning`); under transformations traced values are not
+        checked, and bad parameters and failed solves set ``status`` instead.
     """
     require_x64()
     doses = _as_dose_arrays(regimen, model)
-    times = jnp.asarray(times, dtype=float)
-    if times.ndim != 1 or times.size == 0:
-        raise CartpkError(f"times must be a non-empty 1-D array of days, got shape {times.shape}")
+    times = _check_times(times, model)
+    _check_solve(rtol, atol_scale, max_steps)
     if _is_concrete(params, times):
-        _check_times(np.asarray(times))
         model.parameter_set.validate(params)
     solution = _solve(
         model,
         solver,
         adjoint,
-        max_steps,
+        int(max_steps),
         dict(params),
         doses,
         times,
         jnp.asarray(rtol, dtype=float),
         jnp.asarray(atol_scale, dtype=float),
     )
-    if _is_concrete(solution.status) and not bool(np.all(np.asarray(solution.status) == 0)):
+    if _is_concrete(solution.status) and not bool(np.all(np.asarray(solution.ok))):
         warnings.warn("; ".join(solution.failures(params)), SimulationWarning, stacklevel=2)
     return solution
 
@@ -176,7 +212,11 @@ def simulate_population(
     progress: Callable[[int, int], None] | None = None,
     stepping: str = "auto",
     devices: Sequence[jax.Device] | None = None,
-    **options,
+    solver: dfx.AbstractSolver = DEFAULT_SOLVER,
+    rtol: float = DEFAULT_RTOL,
+    atol_scale: float = 1.0,
+    max_steps: int = DEFAULT_MAX_STEPS,
+    adjoint: dfx.AbstractAdjoint = DEFAULT_ADJOINT,
 ) -> Solution:
     """Simulate many patients at once, in compiled chunks (optionally sharded over devices).
 
@@ -184,10 +224,11 @@ def simulate_population(
         model: a cartpk model.
         params: parameter name -> array of shape ``(patients,)`` (or scalar, shared by all).
         regimens: one regimen for everyone, a list with one per patient, or stacked DoseArrays.
-        times: output times (d), shared by all patients.
-        chunk_size: patients per compiled batch (default: all at once). Chunks are padded to
-            this size, so every chunk reuses one compiled function. On a CPU, 256-1024 per
-            device is fastest (``docs/scaling.md``).
+            There must be at least one patient.
+        times: output times (d), shared by all patients (as in :func:`simulate`).
+        chunk_size: patients per compiled batch, a positive integer (default: all at once).
+            Chunks are padded to this size, so every chunk reuses one compiled function. On a
+            CPU, 256-1024 per device is fastest (``docs/scaling.md``).
         progress: called as ``progress(done, total)`` after each chunk.
         stepping: ``"shared"`` integrates a chunk as one system with one adaptive step size,
             accepted only when *every* patient's error meets the tolerance (the error norm is
@@ -199,13 +240,14 @@ def simulate_population(
             failure stays with its patient.
         devices: shard each chunk over these devices along the patient axis (one host); e.g.
             ``jax.devices()``. Default: JAX's default device.
-        **options: passed to :func:`simulate` (solver, rtol, ...).
+        solver, rtol, atol_scale, max_steps, adjoint: as in :func:`simulate`.
 
     Returns:
         A :class:`Solution` whose leaves have a leading patient axis. Failed patients have a
         non-zero ``status``; they never spoil the others. Bad parameter values are reported per
-        patient through ``status``, not raised. With shared stepping, ``num_steps`` is the
-        chunk's step count. For populations too large to hold, use
+        patient through ``status``, not raised; bad arguments raise
+        :class:`~cartpk.ArgumentError` before anything is compiled. With shared stepping,
+        ``num_steps`` is the chunk's step count. For populations too large to hold, use
         :func:`simulate_population_chunks`.
     """
     pieces = list(
@@ -218,19 +260,23 @@ def simulate_population(
             progress=progress,
             stepping=stepping,
             devices=devices,
+            solver=solver,
+            rtol=rtol,
+            atol_scale=atol_scale,
+            max_steps=max_steps,
+            adjoint=adjoint,
             _keep_on_device=True,
-            **options,
         )
     )
     if len(pieces) == 1:
         solution = pieces[0][1]
     else:
         solution = jax.tree.map(lambda *a: jnp.asarray(np.concatenate(a)), *(s for _, s in pieces))
-    status = np.asarray(solution.status)
-    if not bool(np.all(status == 0)):
+    ok = np.asarray(solution.ok)
+    if not bool(np.all(ok)):
         failed = solution.failures(params)
         warnings.warn(
-            f"{len(failed)} of {status.size} patients failed: " + "; ".join(failed[:5]),
+            f"{len(failed)} of {ok.size} patients failed: " + "; ".join(failed[:5]),
             SimulationWarning,
             stacklevel=2,
         )
@@ -247,8 +293,12 @@ def simulate_population_chunks(
     progress: Callable[[int, int], None] | None = None,
     stepping: str = "auto",
     devices: Sequence[jax.Device] | None = None,
+    solver: dfx.AbstractSolver = DEFAULT_SOLVER,
+    rtol: float = DEFAULT_RTOL,
+    atol_scale: float = 1.0,
+    max_steps: int = DEFAULT_MAX_STEPS,
+    adjoint: dfx.AbstractAdjoint = DEFAULT_ADJOINT,
     _keep_on_device: bool = False,
-    **options,
 ) -> Iterator[tuple[slice, Solution]]:
     """Like :func:`simulate_population`, but yields ``(patients, solution)`` per chunk.
 
@@ -257,33 +307,28 @@ def simulate_population_chunks(
     already computing while you consume this one), so memory stays bounded for any number of
     patients: reduce each chunk to what you need (endpoints, quantiles) or write it to disk.
     Failures are reported through ``status`` only (no warning). The arguments are those of
-    :func:`simulate_population`: ``times`` are output times (d).
+    :func:`simulate_population`: ``times`` are output times (d). They are checked when this
+    function is called, before the first chunk is asked for.
     """
     require_x64()
-    if stepping not in STEPPINGS:
-        raise CartpkError(f"stepping must be one of {STEPPINGS}, got {stepping!r}")
     batched, shared, n = _split_params(params, regimens)
-    model.parameter_set._check_names({**batched, **shared})
+    _check_population(n, chunk_size, progress, stepping)
+    model.parameter_set.check_names({**batched, **shared})
     doses = _population_doses(model, regimens, n)
-    times = jnp.asarray(times, dtype=float)
-    _check_times(np.asarray(times))
-
-    solver = options.pop("solver", DEFAULT_SOLVER)
-    adjoint = options.pop("adjoint", DEFAULT_ADJOINT)
-    max_steps = options.pop("max_steps", DEFAULT_MAX_STEPS)
-    rtol = jnp.asarray(options.pop("rtol", DEFAULT_RTOL), dtype=float)
-    atol_scale = jnp.asarray(options.pop("atol_scale", 1.0), dtype=float)
-    if options:
-        raise CartpkError(f"unknown simulate option(s): {', '.join(options)}")
+    times = _check_times(times, model)
+    _check_solve(rtol, atol_scale, max_steps)
+    mesh = _mesh(devices)
     if stepping == "auto":
         stepping = "shared" if isinstance(solver, dfx.AbstractERK) else "per_patient"
+    rtol = jnp.asarray(rtol, dtype=float)
+    atol_scale = jnp.asarray(atol_scale, dtype=float)
 
-    mesh = _mesh(devices)
     n_devices = 1 if mesh is None else mesh.size
     chunk = min(chunk_size or n, n)
     chunk = -(-chunk // n_devices) * n_devices  # a multiple of the number of devices
-    statics = (model, solver, adjoint, max_steps)
+    statics = (model, solver, adjoint, int(max_steps))
     n_events = _max_events(doses, n, chunk) if stepping == "shared" else None
+    retry = [_code(Status.max_steps_reached), _code(Status.solver_failed)]
 
     def launch(part, how):
         pb = {k: _pad(v[part], chunk) for k, v in batched.items()}
@@ -295,21 +340,22 @@ def simulate_population_chunks(
 
     def finish(part, how, result):
         size = part.stop - part.start
-        if (
-            how == "shared"
-            and size > 1
-            and bool(np.any(np.isin(np.asarray(result.status), [1, 4])))
-        ):
+        if how == "shared" and size > 1 and bool(np.any(np.isin(np.asarray(result.status), retry))):
             result = launch(part, "per_patient")  # one stiff patient must not fail the rest
         if _keep_on_device:
             return jax.tree.map(lambda a: a[:size], result)
         return jax.tree.map(lambda a: np.asarray(a)[:size], result)
 
     parts = [slice(s, min(s + chunk, n)) for s in range(0, n, chunk)]
-    pending = (parts[0], launch(parts[0], stepping))
+    return _stream(parts, stepping, launch, finish, progress, n)
+
+
+def _stream(parts, stepping, launch, finish, progress, n):
+    """Yield each chunk's ``(patients, solution)`` while the next chunk is computing."""
+    pending = launch(parts[0], stepping)
     for k, part in enumerate(parts):
-        following = (parts[k + 1], launch(parts[k + 1], stepping)) if k + 1 < len(parts) else None
-        solution = finish(part, stepping, pending[1])
+        following = launch(parts[k + 1], stepping) if k + 1 < len(parts) else None
+        solution = finish(part, stepping, pending)
         if progress is not None:
             progress(part.stop, n)
         yield part, solution
@@ -331,7 +377,7 @@ def _solve_one(model, solver, adjoint, max_steps, params, doses, times, rtol, at
         times,
         y0,
         (doses.times, doses.bolus, doses.rate),
-        jnp.where(params_ok, 0, 3),
+        jnp.where(params_ok, _code(Status.successful), _code(Status.illegal_parameters)),
     )
     status, named, observables = _outputs(model, params, times, ys, status, atol_scale)
     return Solution(times, named, observables, status, steps)
@@ -347,11 +393,12 @@ def _integrate(term, solver, controller, adjoint, max_steps, params, times, y0, 
         y0: initial state, any shape (states, or states x patients).
         doses: ``(event times, boluses, rates)``, one bolus and rate per event, shaped like
             ``y0`` (rates may also be shared).
-        status: initial status code (0, or 3 for illegal parameters).
+        status: initial status code (``successful``, or ``illegal_parameters``).
 
     Returns:
-        ``(ys, status, steps)``: the states at ``times`` (pre-dose at a dose time), the first
-        failure code (1 step limit, 4 solver failure) and the number of solver steps.
+        ``(ys, status, steps)``: the states at ``times`` (pre-dose at a dose time), the code of
+        the first failure (``max_steps_reached`` or ``solver_failed``) and the number of solver
+        steps.
     """
     event_times, bolus, rates = doses
     t_start = jnp.minimum(jnp.minimum(times[0], event_times[0]), 0.0)
@@ -384,10 +431,14 @@ def _integrate(term, solver, controller, adjoint, max_steps, params, times, y0, 
         ys = jnp.where(here.reshape((-1,) + (1,) * y0.ndim), sol.ys[:-1], ys)
         code = jnp.where(
             sol.result == dfx.RESULTS.successful,
-            0,
-            jnp.where(sol.result == dfx.RESULTS.max_steps_reached, 1, 4),
+            _code(Status.successful),
+            jnp.where(
+                sol.result == dfx.RESULTS.max_steps_reached,
+                _code(Status.max_steps_reached),
+                _code(Status.solver_failed),
+            ),
         )
-        status = jnp.where(status == 0, code, status)
+        status = jnp.where(status == _code(Status.successful), code, status)
         return (sol.ys[-1], ys, status, steps + sol.stats["num_steps"]), None
 
     init = (y0, jnp.zeros((times.shape[0],) + y0.shape), status, 0)
@@ -435,10 +486,19 @@ def _solve_shared(model, solver, adjoint, max_steps, pb, ps, doses, times, rtol,
     )
 
     ys, code, steps = _integrate(
-        term, solver, controller, adjoint, max_steps, pb, times, y0, (doses.times, bolus, rates), 0
+        term,
+        solver,
+        controller,
+        adjoint,
+        max_steps,
+        pb,
+        times,
+        y0,
+        (doses.times, bolus, rates),
+        _code(Status.successful),
     )
     ys = jnp.transpose(ys, (2, 0, 1))  # (patients, times, states)
-    status = jnp.where(ok, code, 3)
+    status = jnp.where(ok, code, _code(Status.illegal_parameters))
     status, named, observables = jax.vmap(
         lambda y, b, s: _outputs(model, {**ps, **b}, times, y, s, atol_scale)
     )(ys, pb, status)
@@ -463,7 +523,12 @@ def _outputs(model, params, times, ys, status, atol_scale):
     floor = -10 * atol_scale * model.atol() - 1e-6 * jnp.max(jnp.abs(ys), axis=0)
     nonneg = jnp.asarray([s.nonnegative for s in model.states])
     positive = jnp.all(jnp.where(nonneg, ys >= floor, True))
-    status = jnp.where(status != 0, status, jnp.where(~finite, 2, jnp.where(~positive, 5, 0)))
+    found = jnp.where(
+        ~finite,
+        _code(Status.nonfinite_state),
+        jnp.where(~positive, _code(Status.negative_state), _code(Status.successful)),
+    )
+    status = jnp.where(status == _code(Status.successful), found, status)
     named = model.unpack(ys)
     observables = jax.vmap(lambda t, y: model.observables(t, model.unpack(y), params))(times, ys)
     return status, named, observables
@@ -515,7 +580,7 @@ def _mesh(devices):
         return None
     devices = list(devices)
     if not devices:
-        raise CartpkError("devices must name at least one device, e.g. jax.devices()")
+        raise ArgumentError("devices must name at least one device, e.g. jax.devices()")
     return jax.sharding.Mesh(np.array(devices), (_AXIS,))
 
 
@@ -546,7 +611,7 @@ def _split_params(params, regimens):
     elif isinstance(regimens, DoseArrays) and regimens.times.ndim == 2:
         sizes.add(regimens.times.shape[0])
     if len(sizes) > 1:
-        raise CartpkError(f"inconsistent numbers of patients in params/regimens: {sorted(sizes)}")
+        raise ArgumentError(f"inconsistent numbers of patients in params/regimens: {sorted(sizes)}")
     n = sizes.pop() if sizes else 1
     batched = {k: np.asarray(v, dtype=float) for k, v in params.items() if np.ndim(v) > 0}
     shared = {k: jnp.asarray(v, dtype=float) for k, v in params.items() if np.ndim(v) == 0}
@@ -634,11 +699,87 @@ def _as_dose_arrays(regimen, model) -> DoseArrays:
     )
 
 
-def _check_times(times: np.ndarray) -> None:
-    if not np.all(np.isfinite(times)):
-        raise CartpkError("times must be finite")
-    if np.any(np.diff(times) < 0):
-        raise CartpkError("times must be non-decreasing")
+def _check_times(times, model: AbstractModel) -> Array:
+    """The output times as a float array; raises :class:`~cartpk.ArgumentError` unless they
+    are a non-empty 1-D array and (when concrete) finite, non-decreasing and not before the
+    model's ``start_time``."""
+    try:
+        array = jnp.asarray(times, dtype=float)
+    except (TypeError, ValueError):
+        raise ArgumentError(f"times must be an array of days, got {times!r}") from None
+    if array.ndim != 1 or array.size == 0:
+        raise ArgumentError(f"times must be a non-empty 1-D array of days, got shape {array.shape}")
+    if _is_concrete(array):
+        values = np.asarray(array)
+        bad = np.flatnonzero(~np.isfinite(values))
+        if bad.size:
+            raise ArgumentError(
+                f"times must be finite, got {values[bad[0]]} at index {bad[0]}: remove it"
+            )
+        down = np.flatnonzero(np.diff(values) < 0)
+        if down.size:
+            i = down[0]
+            raise ArgumentError(
+                f"times must be non-decreasing, got {values[i]:g} then {values[i + 1]:g} at "
+                f"index {i + 1}: sort them (np.sort)"
+            )
+        start = model.start_time
+        if start is not None and values[0] < start:
+            raise ArgumentError(
+                f"times must be >= {start:g} d for {type(model).__name__}, whose initial state "
+                f"holds on day {start:g}; got {values[0]:g}"
+            )
+    return array
+
+
+def _check_solve(rtol, atol_scale, max_steps) -> None:
+    """Raise :class:`~cartpk.ArgumentError` for a tolerance or step limit no solve can honour
+    (traced tolerances are not checked)."""
+    _check_in("rtol", rtol, 1.0, f"use a relative tolerance such as {DEFAULT_RTOL:g} (the default)")
+    _check_in("atol_scale", atol_scale, np.inf, "use a factor such as 1 (the default)")
+    if isinstance(max_steps, bool) or not isinstance(max_steps, int | np.integer) or max_steps < 1:
+        raise ArgumentError(
+            f"max_steps must be a positive integer (solver steps per dose interval), got "
+            f"{max_steps!r}; the default is {DEFAULT_MAX_STEPS}"
+        )
+
+
+def _check_in(name, value, upper, fix) -> None:
+    """``value`` must be a real scalar in the open interval ``(0, upper)``."""
+    if not _is_concrete(value):
+        return
+    try:
+        array = np.asarray(value, dtype=float)
+    except (TypeError, ValueError):
+        raise ArgumentError(f"{name} must be a number, got {value!r}: {fix}") from None
+    if array.ndim != 0:
+        raise ArgumentError(f"{name} must be a scalar, got shape {array.shape}: {fix}")
+    if not 0.0 < float(array) < upper:
+        raise ArgumentError(f"{name} = {float(array):g} is not in (0, {upper:g}): {fix}")
+
+
+def _check_population(n, chunk_size, progress, stepping) -> None:
+    """Raise :class:`~cartpk.ArgumentError` for a population setting that cannot run."""
+    if n < 1:
+        raise ArgumentError(
+            "there are no patients to simulate: give params arrays of shape (patients,) or "
+            "one regimen per patient, with at least one patient"
+        )
+    if chunk_size is not None and (
+        isinstance(chunk_size, bool)
+        or not isinstance(chunk_size, int | np.integer)
+        or chunk_size < 1
+    ):
+        raise ArgumentError(
+            f"chunk_size must be a positive integer (patients per compiled batch) or None for "
+            f"all at once, got {chunk_size!r}"
+        )
+    if progress is not None and not callable(progress):
+        raise ArgumentError(
+            f"progress must be a function progress(done, total) or None, got {progress!r}"
+        )
+    if stepping not in STEPPINGS:
+        raise ArgumentError(f"stepping must be one of {STEPPINGS}, got {stepping!r}")
 
 
 def _is_concrete(*trees) -> bool:
@@ -646,9 +787,7 @@ def _is_concrete(*trees) -> bool:
 
 
 __all__ = [
-    "FAILURES",
-    "ParameterError",
-    "SimulationWarning",
+    "Status",
     "Solution",
     "simulate",
     "simulate_population",

@@ -1,23 +1,23 @@
 """Estimation: fit cartpk models to NONMEM-style data.
 
-- :func:`fit` is the one entry point; the strategy objects :class:`Population` (nonlinear
-  mixed effects by FOCE-I or Laplace) and :class:`Individual` (per-subject ML/MAP, multi-start)
-  choose how;
+- :func:`fit` is the one entry point; the strategy objects (:class:`AbstractStrategy`)
+  :class:`Population` (nonlinear mixed effects by FOCE-I or Laplace), :class:`Individual`
+  (per-subject ML/MAP, multi-start) and :class:`SummaryStatistics` (published medians and
+  quantiles, through a virtual trial) choose how;
 - :class:`Observation` ties a ``DVID`` to a model observable and a residual error model
   (:class:`Additive`, :class:`Proportional`, :class:`Combined`, :class:`Exponential`); censored
   values use Beal's M3;
-- :class:`Covariate` adds covariate effects on typical values;
+- :class:`CovariateEffect` adds covariate effects on typical values;
 - :func:`profile` and :func:`bootstrap` add uncertainty beyond standard errors;
-- :func:`write_results` writes estimates, EBEs, diagnostics, plots and a manifest;
 - :func:`sample_parameters` and :func:`simulate_study` simulate studies (simulate-and-re-estimate).
 
-Fits to published summary statistics are in :mod:`cartpk.estimation.summary_stats`. The
-equations are in ``docs/estimation.md``.
+The equations are in ``docs/estimation.md``.
 """
 
 from .api import MODELS, SOLVERS, fit, load_model
 from .error_models import (
     ERROR_KINDS,
+    ERROR_MODELS,
     Additive,
     Combined,
     ErrorModel,
@@ -26,21 +26,24 @@ from .error_models import (
     neg2_loglik,
 )
 from .individual import Individual, IndividualResult
-from .output import write_results
-from .population import ConvergenceError, Population
-from .problem import Covariate, Observation
+from .mixed_effects import ConvergenceError, Population, raise_if_not_converged
+from .problem import CovariateEffect, Observation, build_problem, model_observables
 from .results import PopulationResult
 from .simulation import sample_parameters, simulate_study
-from .uncertainty import bootstrap, profile
+from .strategy import AbstractStrategy, Settings
+from .summary_stats import SummaryFit, SummaryStatistics, Target
+from .uncertainty import bootstrap, estimated_index, profile
 
 __all__ = [
     "ERROR_KINDS",
+    "ERROR_MODELS",
     "MODELS",
     "SOLVERS",
+    "AbstractStrategy",
     "Additive",
     "Combined",
     "ConvergenceError",
-    "Covariate",
+    "CovariateEffect",
     "ErrorModel",
     "Exponential",
     "Individual",
@@ -49,12 +52,19 @@ __all__ = [
     "Population",
     "PopulationResult",
     "Proportional",
+    "Settings",
+    "SummaryFit",
+    "SummaryStatistics",
+    "Target",
     "bootstrap",
+    "build_problem",
+    "estimated_index",
     "fit",
     "load_model",
+    "model_observables",
     "neg2_loglik",
     "profile",
+    "raise_if_not_converged",
     "sample_parameters",
     "simulate_study",
-    "write_results",
 ]

@@ -1,4 +1,4 @@
-"""The one entry point for estimation, :func:`fit`, and model lookup by name for the CLI."""
+"""The one entry point for estimation, :func:`fit`, and model lookup by name."""
 
 from __future__ import annotations
 
@@ -13,10 +13,9 @@ from ..errors import CartpkError
 from ..models import AbstractModel, BloodStromaTumour, Multiphasic
 from ..precision import require_x64
 from ..simulate import DEFAULT_MAX_STEPS, DEFAULT_RTOL, DEFAULT_SOLVER
-from .individual import Individual, run_individual
-from .objective import Spec
-from .population import Population, run_population
-from .problem import Covariate, Observation, build_problem
+from .mixed_effects import Population
+from .problem import CovariateEffect, Observation
+from .strategy import AbstractStrategy, Settings
 
 #: models known to ``cartpk fit --model NAME``
 MODELS: dict[str, Callable[[], AbstractModel]] = {
@@ -35,14 +34,14 @@ SOLVERS: dict[str, Callable[[], dfx.AbstractSolver]] = {
 def fit(
     model: AbstractModel,
     data,
-    strategy: Population | Individual | None = None,
+    strategy: AbstractStrategy | None = None,
     *,
     observations: Mapping[int, Observation] | None = None,
     initial: Mapping[str, float] | None = None,
     fixed: Mapping[str, float] | Sequence[str] | None = None,
     variability: Mapping[str, float] | Sequence[str] | None = None,
     block: bool = False,
-    covariates: Sequence[Covariate] = (),
+    covariates: Sequence[CovariateEffect] = (),
     compartments: Mapping | None = None,
     ignore_doses: bool = False,
     solver: dfx.AbstractSolver = DEFAULT_SOLVER,
@@ -50,13 +49,16 @@ def fit(
     max_steps: int = DEFAULT_MAX_STEPS,
     progress: bool | Callable[[str], None] = False,
 ):
-    """Fit a model to a NONMEM-style dataset.
+    """Fit a model to data with an estimation strategy.
 
     Args:
         model: the structural model (e.g. ``cartpk.Multiphasic()``).
-        data: a CSV path, a DataFrame or a :class:`~cartpk.nonmem.NonmemData`
-            (:func:`~cartpk.read_nonmem` validates it).
-        strategy: :class:`Population` (default; FOCE-I or Laplace) or :class:`Individual`.
+        data: a NONMEM-style dataset (a CSV path, a DataFrame, a
+            :class:`~cartpk.nonmem.NonmemData`, or a :class:`~.problem.Problem` already built
+            by :func:`build_problem`); for :class:`SummaryStatistics`, the published
+            :class:`Target` statistics.
+        strategy: :class:`Population` (default; FOCE-I or Laplace), :class:`Individual` or
+            :class:`SummaryStatistics`.
         observations: DVID -> :class:`Observation` (observable and residual error model);
             default DVID 1 -> the model's first observable, exponential error.
         initial: initial values (natural scale) by reported name: typical values,
@@ -65,7 +67,7 @@ def fit(
         variability: parameters with log-normal between-subject variability (on their
             unconstrained scale), or name -> initial SD; default every estimated typical value.
         block: estimate the full covariance of the random effects.
-        covariates: :class:`Covariate` effects on typical values.
+        covariates: :class:`CovariateEffect` effects on typical values.
         compartments: dataset ``CMT`` -> model state for dose records.
         ignore_doses: drop dose records (dose-independent models such as ``Multiphasic``).
         solver, rtol, max_steps: ODE solver settings (:func:`~cartpk.simulate`); an explicit
@@ -73,43 +75,35 @@ def fit(
         progress: print progress lines (``True``) or pass each line to a callable.
 
     Returns:
-        A :class:`~cartpk.estimation.PopulationResult` or
-        :class:`~cartpk.estimation.IndividualResult`.
+        The strategy's result: a :class:`PopulationResult`, :class:`IndividualResult` or
+        :class:`SummaryFit`.
 
     Raises:
         CartpkError: on invalid data or choices (one-line message naming what is wrong).
     """
     require_x64()
     strategy = Population() if strategy is None else strategy
-    if not isinstance(strategy, Population | Individual):
+    if not isinstance(strategy, AbstractStrategy):
         raise CartpkError(
-            f"strategy must be Population(...) or Individual(...), got {type(strategy).__name__}"
+            "strategy must be Population(...), Individual(...) or SummaryStatistics(...), got "
+            f"{type(strategy).__name__}"
         )
-    problem = build_problem(
-        model,
-        data,
+    if not isinstance(model, AbstractModel):
+        raise CartpkError(f"model must be a cartpk model, got {type(model).__name__}")
+    settings = Settings(
         observations=observations,
         initial=initial,
         fixed=fixed,
         variability=variability,
         block=block,
-        covariates=covariates,
+        covariates=tuple(covariates),
         compartments=compartments,
         ignore_doses=ignore_doses,
+        solver=solver,
+        rtol=float(rtol),
+        max_steps=int(max_steps),
     )
-    say = _printer(progress)
-    if isinstance(strategy, Population):
-        spec = Spec(
-            problem.layout,
-            method=strategy.method,
-            solver=solver,
-            rtol=float(rtol),
-            max_steps=int(max_steps),
-            inner_tol=strategy.inner_tol,
-        )
-        return run_population(problem, strategy, spec, progress=say)
-    spec = Spec(problem.layout, solver=solver, rtol=float(rtol), max_steps=int(max_steps))
-    return run_individual(problem, strategy, spec, progress=say)
+    return strategy.run(model, data, settings, _printer(progress))
 
 
 def _printer(progress) -> Callable[[str], None] | None:

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from .objective import Spec, predictions, residual_sd, subject_contexts
-from .optimise import default_workers, map_chunks, on_host_device
+from .outer import default_workers, map_chunks, on_host_device
 from .problem import SubjectArrays
 
 

@@ -34,10 +34,11 @@ from .bfgs import TrustRegionBFGS
 from .objective import Spec, _forward_gradient, data_terms, predictions, residual_sd
 from .problem import Problem, SubjectArrays
 from .results import ESTIMATE_COLUMNS, Z95
+from .strategy import AbstractStrategy, Settings
 
 
 @dataclass(frozen=True)
-class Individual:
+class Individual(AbstractStrategy):
     """Per-subject ML/MAP estimation with multi-start.
 
     Args:
@@ -61,6 +62,10 @@ class Individual:
     def __post_init__(self):
         if not (isinstance(self.starts, int) and self.starts >= 1):
             raise CartpkError(f"starts must be a positive integer, got {self.starts!r}")
+
+    def run(self, model, data, settings: Settings, progress=None) -> IndividualResult:
+        problem = settings.problem(model, data)
+        return run_individual(problem, self, settings.spec(problem.layout), progress=progress)
 
 
 @dataclass(frozen=True)

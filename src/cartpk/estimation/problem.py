@@ -58,7 +58,7 @@ class Observation:
 
 
 @dataclass(frozen=True)
-class Covariate:
+class CovariateEffect:
     """A covariate effect on one parameter's typical value (unconstrained scale).
 
     Args:
@@ -326,7 +326,7 @@ def build_problem(
     fixed: Mapping[str, float] | Sequence[str] | None = None,
     variability: Mapping[str, float] | Sequence[str] | None = None,
     block: bool = False,
-    covariates: Sequence[Covariate] = (),
+    covariates: Sequence[CovariateEffect] = (),
     compartments: Mapping | None = None,
     ignore_doses: bool = False,
 ) -> Problem:
@@ -592,8 +592,8 @@ def _design(data: NonmemData, ids, covariates, names):
     values: dict[str, np.ndarray] = {}
     by_upper = {c.upper(): c for c in data.covariates}
     for cov in covariates:
-        if not isinstance(cov, Covariate):
-            raise CartpkError(f"covariates must be Covariate objects, got {cov!r}")
+        if not isinstance(cov, CovariateEffect):
+            raise CartpkError(f"covariates must be CovariateEffect objects, got {cov!r}")
         if cov.parameter not in names:
             raise ParameterError(
                 f"covariate {cov.column}: unknown parameter {cov.parameter!r}; "

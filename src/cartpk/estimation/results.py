@@ -27,8 +27,8 @@ import numpy as np
 import pandas as pd
 
 from .diagnostics import Diagnostics, compute, to_observation_scale, vpc_table
+from .mixed_effects import Covariance, Population
 from .objective import Spec, subject_contexts
-from .population import Covariance, Population
 from .problem import Problem
 
 Z95 = 1.959963984540054

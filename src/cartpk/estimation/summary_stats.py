@@ -1,7 +1,8 @@
 """Fits to published summary statistics (medians, IQRs, geometric means) instead of individual data.
 
 Most CAR-T trials publish only summaries: the median and IQR of Cmax, Tmax and AUC0-28, or a
-median level at a few days. :func:`fit_summary_statistics` fits typical values (and, optionally,
+median level at a few days. The strategy :class:`SummaryStatistics`
+(``fit(model, targets, SummaryStatistics(...))``) fits typical values (and, optionally,
 between-subject variabilities) by simulating a virtual trial and matching its summaries:
 
     theta_i = theta exp(omega z_i),   z_i ~ N(0, I)   (i = 1..n_virtual; z drawn once, fixed)
@@ -33,6 +34,8 @@ from ..errors import CartpkError
 from ..models.base import AbstractModel
 from ..regimen import Regimen
 from ..simulate import simulate
+from .problem import model_observables
+from .strategy import AbstractStrategy, Settings
 
 #: Statistics of a subject's curve that a target may summarise.
 STATISTICS = ("level", "cmax", "tmax", "auc0_28")
@@ -81,9 +84,83 @@ class Target:
         return f"{what} {how}"
 
 
+@dataclass(frozen=True)
+class SummaryStatistics(AbstractStrategy):
+    """Typical values (and optionally omegas) fitted to published summary statistics.
+
+    With :func:`~cartpk.estimation.fit`, ``data`` is the sequence of :class:`Target` statistics;
+    the typical values not in ``fixed`` are estimated, starting at ``initial`` (default: the
+    model's defaults); ``variability`` gives the omegas (SD of the log) of the virtual trial, and
+    the observable is that of DVID 1 in ``observations`` (default: the model's first).
+
+    Args:
+        estimate_omegas: parameters whose omega is estimated too (the others stay fixed).
+        regimen: doses (``None`` for dose-independent models such as Multiphasic).
+        n_virtual: virtual subjects (fixed draws).
+        seed: seed of the draws.
+        horizon_days: end of the simulated time grid (default: the latest target day or 28 d).
+        max_iter: BFGS step limit.
+    """
+
+    estimate_omegas: tuple[str, ...] = ()
+    regimen: Regimen | None = None
+    n_virtual: int = 500
+    seed: int = 0
+    horizon_days: float | None = None
+    max_iter: int = 200
+
+    def __post_init__(self):
+        if not (isinstance(self.n_virtual, int) and self.n_virtual >= 2):
+            raise CartpkError(f"n_virtual must be an integer >= 2, got {self.n_virtual!r}")
+        if not (isinstance(self.max_iter, int) and self.max_iter >= 1):
+            raise CartpkError(f"max_iter must be a positive integer, got {self.max_iter!r}")
+
+    def run(self, model, data, settings: Settings, progress=None) -> SummaryFit:
+        settings.unsupported("SummaryStatistics", "block", "covariates", "compartments")
+        targets = list(data)
+        if not targets or not all(isinstance(t, Target) for t in targets):
+            raise CartpkError("SummaryStatistics fits need data as a non-empty list of Target")
+        observations = dict(settings.observations or {})
+        if len(observations) > 1:
+            raise CartpkError("SummaryStatistics fits one observable: give one observation")
+        observable = (
+            next(iter(observations.values())).observable
+            if observations
+            else model_observables(model)[0]
+        )
+        fixed = settings.fixed or {}
+        initial = {**model.default_params(), **dict(settings.initial or {})}
+        if isinstance(fixed, Mapping):
+            initial.update({k: v for k, v in fixed.items() if v is not None})
+        names = model.parameter_set.names
+        estimate = [n for n in names if n not in set(fixed)]
+        variability = settings.variability or {}
+        if not isinstance(variability, Mapping):
+            raise CartpkError("SummaryStatistics needs variability as parameter -> omega")
+        say = progress or (lambda line: None)
+        say(
+            f"summary-statistic fit of {', '.join(estimate)} to {len(targets)} targets "
+            f"({self.n_virtual} virtual subjects)"
+        )
+        return _fit_summary_statistics(
+            model,
+            targets,
+            estimate,
+            variability,
+            estimate_omegas=self.estimate_omegas,
+            observable=observable,
+            regimen=self.regimen,
+            params=initial,
+            n_virtual=self.n_virtual,
+            seed=self.seed,
+            horizon_days=self.horizon_days,
+            max_steps=self.max_iter,
+        )
+
+
 @dataclass
 class SummaryFit:
-    """Result of :func:`fit_summary_statistics`.
+    """Result of a :class:`SummaryStatistics` fit.
 
     Attributes:
         estimates: parameter -> typical value; ``omega_<name>`` -> SD of its log.
@@ -254,7 +331,7 @@ def simulate_summaries(
     return np.asarray(trial.summaries(x0))
 
 
-def fit_summary_statistics(
+def _fit_summary_statistics(
     model: AbstractModel,
     targets: Sequence[Target],
     estimate: Sequence[str],

@@ -20,14 +20,14 @@ import numpy as np
 import pandas as pd
 
 from ..errors import CartpkError
-from .optimise import Evaluator, minimise
+from .outer import Evaluator, minimise
 from .results import PopulationResult
 
 CHI2_95 = 3.841458820694124
 
 
-def _label_of(result: PopulationResult, name: str) -> int:
-    layout = result.layout
+def estimated_index(layout, name: str) -> int:
+    """Index of an estimated quantity by its reported name (raises naming the known ones)."""
     for i, label in enumerate(layout.labels):
         if layout.label_name(label) == name:
             if not layout.free[i]:
@@ -62,7 +62,7 @@ def profile(
         does not cross 3.84 within the grid; between grid points the signed root
         ``sqrt(delta_ofv)`` is interpolated linearly on the internal scale).
     """
-    i = _label_of(result, parameter)
+    i = estimated_index(result.layout, parameter)
     layout = result.layout
     evaluator = Evaluator(result.spec, result.problem.arrays)
     column = int(np.flatnonzero(result.V[i])[0])

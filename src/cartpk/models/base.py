@@ -32,6 +32,11 @@ class AbstractModel(eqx.Module):
 
     states: ClassVar[tuple[State, ...]] = ()
     parameters: ClassVar[tuple[Parameter, ...]] = ()
+    #: The day the initial state holds, for models whose equations depend on absolute time
+    #: (``Multiphasic``: its state on day 0 is the post-infusion level); no output time may
+    #: come before it. ``None`` (default): the initial state is the state before any dose,
+    #: valid at any time.
+    start_time: ClassVar[float | None] = None
 
     @abc.abstractmethod
     def rates(self, t, y: Mapping, p: Mapping, effects: Mapping) -> dict:

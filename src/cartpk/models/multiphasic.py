@@ -40,6 +40,7 @@ class Multiphasic(AbstractModel):
     """
 
     switch_width: float = eqx.field(static=True, default=0.02)
+    start_time: ClassVar = 0.0
 
     states: ClassVar = (
         State("effector", "blood", "copies/ug gDNA", "expanding then contracting cells", 1e-6),

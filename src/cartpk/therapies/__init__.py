@@ -1,7 +1,7 @@
 """Combination-therapy modules: a base, one file per therapy, and a registry by name."""
 
 from .anti_vegf import AntiVEGF
-from .base import AbstractTherapy, Combined, combine
+from .base import AbstractTherapy, CombinedModel, combine
 from .checkpoint import Checkpoint
 from .chemokine_engineering import CCL19IL7CarT, CXCL10CarT, CXCR6CarT
 from .fap_targeting import FAPTargeting
@@ -55,7 +55,7 @@ __all__ = [
     "CXCL10CarT",
     "CXCR6CarT",
     "Checkpoint",
-    "Combined",
+    "CombinedModel",
     "FAPTargeting",
     "Hyaluronidase",
     "HypoxiaTargeting",

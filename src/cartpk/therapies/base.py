@@ -109,7 +109,7 @@ class AbstractTherapy(eqx.Module):
         return {}
 
 
-class Combined(AbstractModel):
+class CombinedModel(AbstractModel):
     """A core model plus a tuple of therapies, itself a model."""
 
     core: AbstractModel
@@ -125,6 +125,10 @@ class Combined(AbstractModel):
     @property
     def states(self):
         return self.core.states + tuple(s for th in self.therapies for s in th.states)
+
+    @property
+    def start_time(self):
+        return self.core.start_time
 
     @property
     def parameters(self):
@@ -154,4 +158,4 @@ class Combined(AbstractModel):
 
 def combine(core: AbstractModel, *therapies: AbstractTherapy) -> AbstractModel:
     """The core model with the given therapies (the core itself if there are none)."""
-    return Combined(core, tuple(therapies)) if therapies else core
+    return CombinedModel(core, tuple(therapies)) if therapies else core

@@ -15,20 +15,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import CartpkError
+from ..errors import CartpkError, ConvergenceError
 from .objective import METHODS, Spec
-from .optimise import Evaluator, Outcome, minimise, scaling
+from .outer import Evaluator, Outcome, minimise, scaling
 from .problem import Problem
+from .strategy import AbstractStrategy, Settings
 
 SE_METHODS = ("hessian", "sandwich", "none")
 
 
-class ConvergenceError(CartpkError):
-    """The optimisation stopped without converging; the message names the best point reached."""
-
-
 @dataclass(frozen=True)
-class Population:
+class Population(AbstractStrategy):
     """Nonlinear mixed-effects estimation.
 
     Args:
@@ -56,6 +53,11 @@ class Population:
             raise CartpkError(f"se must be one of {', '.join(SE_METHODS)}, got {self.se!r}")
         if not (isinstance(self.max_iter, int) and self.max_iter >= 1):
             raise CartpkError(f"max_iter must be a positive integer, got {self.max_iter!r}")
+
+    def run(self, model, data, settings: Settings, progress=None):
+        problem = settings.problem(model, data)
+        spec = settings.spec(problem.layout, method=self.method, inner_tol=self.inner_tol)
+        return run_population(problem, self, spec, progress=progress)
 
 
 @dataclass

@@ -1,0 +1,420 @@
+"""``cartpk fit DATA.csv --model NAME --out DIR``: fit a model to a NONMEM-style dataset.
+
+Population fits (FOCE-I or Laplace) or individual fits. Writes ``estimates.csv``
+(``parameter, estimate, se, rse_percent, ci_low, ci_high``), ``individual.csv`` (one row per ID),
+for population fits ``diagnostics.csv`` (PRED, IPRED, IWRES, CWRES per observation), ``gof.png``,
+``vpc.csv`` and ``vpc.png``; ``profile.csv``/``profile.png`` and ``bootstrap.csv`` when asked;
+``inputs/data.csv`` and ``manifest.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+
+import numpy as np
+import pandas as pd
+
+from .. import plots
+from ..errors import CartpkError
+from ..estimation import (
+    ERROR_MODELS,
+    SOLVERS,
+    CovariateEffect,
+    Individual,
+    Observation,
+    Population,
+    PopulationResult,
+    bootstrap,
+    build_problem,
+    estimated_index,
+    fit,
+    load_model,
+    model_observables,
+    profile,
+    raise_if_not_converged,
+)
+from ..estimation.uncertainty import CHI2_95
+from ..nonmem import read_nonmem
+from ._console import Console
+from ._folder import ResultsFolder
+
+#: Rough bytes on disk per observation (diagnostics, VPC) and per figure.
+_ROW_BYTES, _FIGURE_BYTES = 400, 400_000
+
+
+def add_parser(commands) -> None:
+    fit_ = commands.add_parser(
+        "fit",
+        help="fit a model to a NONMEM-style dataset (FOCE-I, Laplace or individual fits)",
+        description=__doc__.split("\n\n")[0],
+    )
+    fit_.add_argument("data", help="NONMEM-style CSV (ID, TIME, DV, CENS/LLOQ, DVID, ...)")
+    fit_.add_argument(
+        "--model", required=True, help="multiphasic, blood_stroma_tumour or path/file.py:Class"
+    )
+    fit_.add_argument("--out", required=True, help="results folder (created; see --force)")
+    fit_.add_argument(
+        "--method",
+        choices=("foce", "laplace", "individual"),
+        default="foce",
+        help="estimation method (default: foce, i.e. FOCE-I)",
+    )
+    fit_.add_argument(
+        "--force", action="store_true", help="replace an earlier cartpk results folder in --out"
+    )
+    fit_.add_argument(
+        "--observable",
+        action="append",
+        metavar="NAME",
+        help="observable of DVID 1, 2, ... (repeat; default: the model's first)",
+    )
+    fit_.add_argument(
+        "--error",
+        action="append",
+        choices=tuple(ERROR_MODELS),
+        help="residual error per observable (repeat, or once for all; default exponential)",
+    )
+    fit_.add_argument("--fix", action="append", metavar="NAME[=VALUE]", help="fix a parameter")
+    fit_.add_argument(
+        "--init", action="append", metavar="NAME=VALUE", help="initial value (natural scale)"
+    )
+    fit_.add_argument(
+        "--omega",
+        action="append",
+        metavar="NAME[=SD]",
+        help="between-subject variability on NAME (default: on every estimated parameter)",
+    )
+    fit_.add_argument("--block", action="store_true", help="full covariance of the etas")
+    fit_.add_argument(
+        "--covariate",
+        action="append",
+        metavar="PARAM:COLUMN[:KIND[:REF]]",
+        help="KIND power (default), exponential or categorical",
+    )
+    fit_.add_argument("--cmt", action="append", metavar="CMT=STATE", help="dose compartment")
+    fit_.add_argument("--ignore-doses", action="store_true", help="drop dose records")
+    fit_.add_argument(
+        "--solver",
+        choices=tuple(SOLVERS),
+        default="kvaerno5",
+        help="ODE solver (default: kvaerno5)",
+    )
+    fit_.add_argument(
+        "--rtol", type=float, default=1e-8, help="ODE relative tolerance (default: 1e-8)"
+    )
+    fit_.add_argument(
+        "--se",
+        choices=("hessian", "sandwich", "none"),
+        default="hessian",
+        help="standard errors (default: hessian)",
+    )
+    fit_.add_argument(
+        "--max-iter", type=int, default=500, help="most OFV evaluations (default: 500)"
+    )
+    fit_.add_argument("--profile", metavar="NAME[,NAME...]", help="profile likelihoods of")
+    fit_.add_argument(
+        "--bootstrap", type=int, default=0, metavar="N", help="bootstrap replicates (default: 0)"
+    )
+    fit_.add_argument(
+        "--vpc", type=int, default=200, metavar="N", help="VPC replicates (0: none; default 200)"
+    )
+    fit_.add_argument(
+        "--starts", type=int, default=8, help="starts per subject, individual fits (default: 8)"
+    )
+    fit_.add_argument(
+        "--seed", type=int, default=0, help="seed of VPC, bootstrap and starts (default: 0)"
+    )
+    fit_.add_argument("--quiet", action="store_true", help="no progress messages")
+    fit_.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> None:
+    say = Console(args.quiet)
+    _check_numbers(args)
+    population = args.method != "individual"
+    profiles = [n.strip() for n in (args.profile or "").split(",") if n.strip()]
+    if not population and (profiles or args.bootstrap):
+        raise CartpkError("--profile and --bootstrap need a population fit (--method foce/laplace)")
+    with ResultsFolder(args.out, command="cartpk fit", force=args.force) as results:
+        content = results.read_input("data", args.data, suffix=".csv")
+        model = load_model(args.model)
+        options = options_from_args(args, model)
+        data = read_nonmem(content, name=args.data, compartments=options["compartments"])
+        problem = build_problem(model, data, **_problem_options(options))
+        for name in profiles:  # before the fit, not after it
+            estimated_index(problem.layout, name)
+        n_rows = len(data.observations())
+        results.reserve(n_rows * _ROW_BYTES * (2 if args.vpc else 1) + 6 * _FIGURE_BYTES)
+        if population:
+            strategy = Population(method=args.method, max_iter=args.max_iter, se=args.se)
+        else:
+            strategy = Individual(starts=args.starts, seed=args.seed)
+        result = fit(model, data, strategy, progress=say, **options)
+        say(result.summary())
+        tables, figures, summary = fit_outputs(
+            result,
+            profiles=[_profile(result, name, say) for name in profiles],
+            bootstrap=(
+                bootstrap(result, args.bootstrap, seed=args.seed, progress=say)
+                if args.bootstrap
+                else None
+            ),
+            vpc_replicates=args.vpc,
+            seed=args.seed,
+            progress=say,
+        )
+        results.write({**tables, **figures}, options=_recorded(args, options), result=summary)
+    say(f"results in {args.out}/")
+    if population:
+        raise_if_not_converged(result)
+    elif not result.converged:
+        raise CartpkError(f"individual fits: {result.message}; results written to {args.out}/")
+
+
+def save_fit(
+    result,
+    out,
+    *,
+    force: bool = False,
+    data=None,
+    options: dict | None = None,
+    vpc_replicates: int = 200,
+    seed: int = 0,
+    progress=None,
+):
+    """Write a fit's results folder as ``cartpk fit`` does (for scripts and notebooks).
+
+    Args:
+        result: a :class:`~cartpk.estimation.PopulationResult` or ``IndividualResult``.
+        out: the results folder (the rules of :class:`ResultsFolder` apply).
+        data: the dataset's path, hashed into the manifest and copied to ``inputs/``.
+        options: recorded in the manifest.
+    """
+    with ResultsFolder(out, command="cartpk fit", force=force) as results:
+        if data is not None:
+            results.read_input("data", data, suffix=".csv")
+        tables, figures, summary = fit_outputs(
+            result, vpc_replicates=vpc_replicates, seed=seed, progress=progress
+        )
+        return results.write({**tables, **figures}, options=options or {}, result=summary)
+
+
+def fit_outputs(
+    result, *, profiles=(), bootstrap=None, vpc_replicates: int = 200, seed: int = 0, progress=None
+):
+    """The tables (name -> writer), figures (name -> writer) and manifest summary of a fit."""
+    say = progress or (lambda line: None)
+    tables = {"estimates.csv": result.estimates, "individual.csv": result.individual}
+    figures = {}
+    summary = {
+        "strategy": type(result.strategy).__name__,
+        "converged": bool(result.converged),
+        "message": result.message,
+        "ofv": _number(result.ofv),
+        "seconds": round(float(result.seconds), 2),
+    }
+    if isinstance(result, PopulationResult):
+        layout = result.layout
+        diagnostics = result.diagnostics()
+        tables["diagnostics.csv"] = diagnostics
+        log_scale = {
+            d: o.error.log_scale for d, o in zip(layout.dvids, layout.observations, strict=True)
+        }
+        title = f"{type(layout.model).__name__}, {result.strategy.method.upper()}"
+        figures["gof.png"] = _figure(plots.goodness_of_fit, diagnostics, log_scale, title)
+        summary.update(
+            method=result.strategy.method,
+            ofv_nonmem=_number(result.ofv_nonmem),
+            iterations=result.iterations,
+            evaluations=result.evaluations,
+            covariance=result.covariance.message,
+            condition_number=_number(result.covariance.condition_number),
+            se=result.strategy.se,
+            shrinkage={k: float(v) for k, v in result.shrinkage.items()},
+            ebe_not_converged=[
+                _plain(result.problem.ids[i]) for i in np.flatnonzero(~result.ebe_converged)
+            ],
+        )
+        if vpc_replicates > 0:
+            say(f"VPC: simulating {vpc_replicates} replicates of the study")
+            vpc = result.vpc(replicates=vpc_replicates, seed=seed)
+            tables["vpc.csv"] = vpc
+            observables = {
+                d: (o.observable, o.error.log_scale)
+                for d, o in zip(layout.dvids, layout.observations, strict=True)
+            }
+            limits = result.problem.data.observations()["LIMIT"].dropna()
+            limit = float(limits.median()) if len(limits) else None
+            figures["vpc.png"] = _figure(plots.visual_predictive_check, vpc, observables, limit)
+    if profiles:
+        tables["profile.csv"] = pd.concat(profiles, ignore_index=True)
+        figures["profile.png"] = _figure(plots.likelihood_profiles, list(profiles), CHI2_95)
+        summary["profile_ci"] = {
+            t["parameter"].iloc[0]: [float(v) for v in t.attrs["ci"]] for t in profiles
+        }
+    if bootstrap is not None:
+        tables["bootstrap.csv"] = bootstrap
+        summary["bootstrap_ci"] = {
+            k: [float(a), float(b)] for k, (a, b) in bootstrap.attrs["ci"].items()
+        }
+    return {name: _csv(frame) for name, frame in tables.items()}, figures, summary
+
+
+def _profile(result, name: str, say):
+    table = profile(result, name, progress=say)
+    low, high = table.attrs["ci"]
+    say(f"profile likelihood 95 % CI of {name}: [{low:.4g}, {high:.4g}]")
+    return table
+
+
+def _csv(frame):
+    return lambda path: frame.to_csv(path, index=False)
+
+
+def _figure(draw, *args):
+    return lambda path: plots.save(draw(*args), path)
+
+
+def _number(value) -> float | None:
+    return None if value is None else float(value)
+
+
+def _plain(value):
+    return value.item() if isinstance(value, np.generic) else value
+
+
+# -- options ---------------------------------------------------------------------------------
+
+
+def _check_numbers(args) -> None:
+    """Every numeric option, before any file is read."""
+    if not (math.isfinite(args.rtol) and 0 < args.rtol < 1):
+        raise CartpkError(f"--rtol must be a number in (0, 1), got {args.rtol}")
+    for name, low in (("max_iter", 1), ("starts", 1), ("vpc", 0), ("bootstrap", 0), ("seed", 0)):
+        if getattr(args, name) < low:
+            raise CartpkError(
+                f"--{name.replace('_', '-')} must be >= {low}, got {getattr(args, name)}"
+            )
+
+
+def _pairs(items, what: str, need_value: bool) -> dict:
+    out = {}
+    for item in items or ():
+        name, sep, value = item.partition("=")
+        name = name.strip()
+        if not name or (need_value and not sep):
+            raise CartpkError(f"{what} {item!r}: expected NAME{'=VALUE' if need_value else ''}")
+        if sep:
+            try:
+                number = float(value)
+            except ValueError:
+                raise CartpkError(f"{what} {item!r}: {value!r} is not a number") from None
+            if not math.isfinite(number):
+                raise CartpkError(f"{what} {item!r}: the value must be finite")
+            out[name] = number
+        else:
+            out[name] = None
+    return out
+
+
+def _covariates(items) -> list[CovariateEffect]:
+    out = []
+    for item in items or ():
+        parts = item.split(":")
+        if len(parts) < 2 or len(parts) > 4 or not all(parts[:2]):
+            raise CartpkError(f"--covariate {item!r}: expected PARAM:COLUMN[:KIND[:REF]]")
+        reference = None
+        if len(parts) == 4:
+            try:
+                reference = float(parts[3])
+            except ValueError:
+                raise CartpkError(f"--covariate {item!r}: reference must be a number") from None
+        kind = parts[2] if len(parts) >= 3 else "power"
+        out.append(CovariateEffect(parts[0], parts[1], kind, reference))
+    return out
+
+
+def _compartments(items) -> dict | None:
+    if not items:
+        return None
+    out = {}
+    for item in items:
+        key, sep, state = item.partition("=")
+        if not sep or not key.strip() or not state.strip():
+            raise CartpkError(f"--cmt {item!r}: expected CMT=STATE")
+        key = key.strip()
+        out[int(key) if key.isdigit() else key] = state.strip()
+    return out
+
+
+def options_from_args(args, model) -> dict:
+    """:func:`~cartpk.fit` keyword arguments from parsed command-line options."""
+    observables = args.observable or [model_observables(model)[0]]
+    errors = args.error or ["exponential"]
+    if len(errors) == 1:
+        errors = errors * len(observables)
+    if len(errors) != len(observables):
+        raise CartpkError(
+            f"--error given {len(errors)} times for {len(observables)} observables; give it once "
+            "or once per --observable"
+        )
+    observations = {
+        i + 1: Observation(name, ERROR_MODELS[kind]())
+        for i, (name, kind) in enumerate(zip(observables, errors, strict=True))
+    }
+    fixed = _pairs(args.fix, "--fix", need_value=False)
+    initial = _pairs(args.init, "--init", need_value=True)
+    for name, value in fixed.items():
+        if value is not None:
+            initial[name] = value
+    omega = _pairs(args.omega, "--omega", need_value=False)
+    variability = None
+    if omega:
+        variability = {
+            n: (v if v is not None else initial.get(f"omega_{n}", 0.3)) for n, v in omega.items()
+        }
+    return dict(
+        observations=observations,
+        initial=initial,
+        fixed=list(fixed),
+        variability=variability,
+        block=args.block,
+        covariates=_covariates(args.covariate),
+        compartments=_compartments(args.cmt),
+        ignore_doses=args.ignore_doses,
+        solver=SOLVERS[args.solver](),
+        rtol=args.rtol,
+    )
+
+
+def _problem_options(options: dict) -> dict:
+    """The options :func:`~cartpk.estimation.build_problem` takes (no solver settings)."""
+    return {k: v for k, v in options.items() if k not in ("solver", "rtol")}
+
+
+def _recorded(args, options) -> dict:
+    """The options as the manifest records them."""
+    return {
+        "model": args.model,
+        "method": args.method,
+        "observations": {
+            str(k): {"observable": v.observable, "error": v.error.kind}
+            for k, v in options["observations"].items()
+        },
+        "fixed": options["fixed"],
+        "initial": options["initial"],
+        "variability": options["variability"] or "all estimated typical values",
+        "block": args.block,
+        "covariates": [c.__dict__ for c in options["covariates"]],
+        "compartments": {str(k): v for k, v in (options["compartments"] or {}).items()},
+        "ignore_doses": args.ignore_doses,
+        "solver": args.solver,
+        "rtol": args.rtol,
+        "se": args.se,
+        "max_iter": args.max_iter,
+        "vpc_replicates": args.vpc if args.method != "individual" else 0,
+        "bootstrap": args.bootstrap,
+        "profile": args.profile,
+        "seed": args.seed,
+    }
