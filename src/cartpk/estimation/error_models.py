@@ -150,12 +150,25 @@ def curvature(g_pred, sd, censored, censored_above, g_limit):
     """First-order (FOCE-I) curvature ``h`` of each term of :func:`neg2_loglik` in ``g_pred``.
 
     The FOCE-I approximation of the Hessian of the summed terms in the random effects is
-    ``sum_j h_j grad(g_j) grad(g_j)^T``: ``h = 2 / sd^2`` for observed values (NONMEM's FOCE-I),
-    and ``h = 2 lam (lam + z) / sd^2`` with ``lam = phi(z) / Phi(z)`` for censored ones (the
-    Gauss-Newton term of ``-2 log Phi(z)``). Derivatives of ``sd`` are neglected.
+    ``sum_j [h_j grad(g_j) grad(g_j)^T + k_j grad(sd_j) grad(sd_j)^T]``. Here ``h = 2 / sd^2``
+    for observed values and ``h = 2 lam (lam + z) / sd^2`` with ``lam = phi(z) / Phi(z)`` for
+    censored ones (the Gauss-Newton term of ``-2 log Phi(z)``). The residual-variance weight
+    ``k`` is :func:`sd_curvature`.
     """
     z = (g_limit - g_pred) / sd
     z = jnp.where(censored_above, -z, z)
     lam = jnp.exp(-0.5 * z**2 - 0.5 * LOG_2PI - log_ndtr(z))
     censored_any = censored | censored_above
     return jnp.where(censored_any, 2 * lam * (lam + z), 2.0) / sd**2
+
+
+def sd_curvature(sd, censored, censored_above):
+    """Weight ``k`` of the residual-variance term of the FOCE-I curvature (see :func:`curvature`).
+
+    For an observed value, the expected Hessian of ``log V + (y - f)^2 / V`` (``V = sd^2``) in the
+    random effects is ``2 grad(f) grad(f)^T / V + grad(V) grad(V)^T / V^2``; the second term is
+    ``4 grad(sd) grad(sd)^T / sd^2``, so ``k = 4 / sd^2``. NONMEM's FOCE-I keeps it; it is nonzero
+    whenever ``sd`` depends on the prediction (proportional and combined error). Censored rows
+    keep only the Gauss-Newton term in the prediction: ``k = 0``.
+    """
+    return jnp.where(censored | censored_above, 0.0, 4.0 / sd**2)

@@ -13,10 +13,18 @@ likelihood, is
     O_i = l_i(z*) + log det( I + 1/2 L^T A_i L )
 
 with ``A_i`` the Hessian of the summed data terms in ``eta``: exact (``method="laplace"``) or the
-first-order approximation ``sum_j h_j g_j g_j^T`` (``method="foce"``, FOCE with interaction;
-``g_j`` the gradient of the transformed prediction, ``h_j`` from
-:func:`~cartpk.estimation.error_models.curvature`). The OFV is ``sum_i w_i O_i`` (``w_i = 1``
-except in a bootstrap).
+first-order approximation of FOCE with interaction (``method="foce"``), as NONMEM computes it:
+
+    A_i = sum_j [ h_j g_j g_j^T  +  k_j s_j s_j^T ]
+
+with ``g_j`` and ``s_j`` the gradients of the transformed prediction and of the residual SD on
+the transformed scale, ``h_j`` from :func:`~cartpk.estimation.error_models.curvature` and
+``k_j = 4 / sd_j^2`` from :func:`~cartpk.estimation.error_models.sd_curvature` (0 for censored
+rows). The second term is ``grad V grad V^T / V^2`` of the residual variance ``V = sd^2``; it
+vanishes for additive and exponential error, and without it the OFV of a proportional-error
+model differs from NONMEM's (by 1.56 on NONMEM's phenobarbital example,
+``tests/test_nonmem_reference.py``). The OFV is ``sum_i w_i O_i`` (``w_i = 1`` except in a
+bootstrap).
 
 Gradients without differentiating the ODE solver more than once. At ``phi* = phi_i(z*)`` one
 forward-mode pass through the solver gives the transformed predictions and their derivatives
@@ -40,7 +48,7 @@ from jaxtyping import Array
 
 from ..simulate import simulate
 from .bfgs import TrustRegionBFGS
-from .error_models import curvature, neg2_loglik
+from .error_models import curvature, neg2_loglik, sd_curvature
 from .problem import Layout, SubjectArrays
 
 METHODS = ("foce", "laplace")
@@ -245,9 +253,10 @@ def subject_objective(spec: Spec, ctx, d: SubjectArrays, z0):
     if spec.method == "laplace":
         curv = jax.hessian(lambda z: local_conditional(z, ctx) - z @ z)(z)
     else:
-        jac = jax.jacfwd(lambda z: local(z, ctx)[0])(z)
+        jac, jac_sd = jax.jacfwd(lambda z: local(z, ctx))(z)
         h = jnp.where(d.mask, curvature(g, sd, d.censored, d.censored_above, d.g_limit), 0.0)
-        curv = jac.T @ (h[:, None] * jac)
+        k_sd = jnp.where(d.mask, sd_curvature(sd, d.censored, d.censored_above), 0.0)
+        curv = jac.T @ (h[:, None] * jac) + jac_sd.T @ (k_sd[:, None] * jac_sd)
     matrix = jnp.eye(k) + 0.5 * curv
     factor = jnp.linalg.cholesky(0.5 * (matrix + matrix.T))
     logdet = 2 * jnp.sum(jnp.log(jnp.diagonal(factor)))
