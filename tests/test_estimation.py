@@ -8,6 +8,7 @@ objective: the module fixture's fit, the gradient check and the CLI run.
 
 import json
 import math
+import shutil
 
 import diffrax as dfx
 import jax.numpy as jnp
@@ -36,6 +37,7 @@ from cartpk.estimation.api import SOLVERS
 from cartpk.estimation.objective import Spec
 from cartpk.estimation.outer import STALL_GRADIENT_TOL, Evaluator, minimise
 from cartpk.estimation.problem import build_problem
+from cartpk.estimation.saved import load_fit
 
 MODEL = cartpk.Multiphasic()
 TIMES = [1.0, 4.0, 7.0, 9.0, 11.0, 14.0, 21.0, 28.0, 60.0, 90.0, 180.0, 270.0, 365.0]
@@ -43,6 +45,14 @@ LLOQ = 50.0  # copies/ug gDNA
 TRUTH = {k: float(v) for k, v in MODEL.default_params().items()}  # Stein 2019 typical values
 SOLVER = dict(solver=dfx.Tsit5(), rtol=1e-6)  # Multiphasic is not stiff: an explicit solver
 COLUMNS = ["parameter", "estimate", "se", "rse_percent", "ci_low", "ci_high"]
+POPULATION_COLUMNS = COLUMNS + [
+    "unit",
+    "fixed",
+    "variance",
+    "variance_se",
+    "cv_percent",
+    "shrinkage_percent",
+]
 
 
 @pytest.fixture(scope="module")
@@ -222,14 +232,7 @@ def test_parameter_recovery(pop_fit):
 
 def test_estimates_table_and_standard_errors(pop_fit):
     table = pop_fit.estimates
-    assert list(table.columns) == [
-        "parameter",
-        "estimate",
-        "se",
-        "rse_percent",
-        "ci_low",
-        "ci_high",
-    ]
+    assert list(table.columns) == POPULATION_COLUMNS
     names = list(table["parameter"])
     assert names[:6] == list(TRUTH)
     assert [n for n in names if n.startswith("omega_")] == [f"omega_{n}" for n in TRUTH]
@@ -470,7 +473,7 @@ def test_cli_fit_writes_results(cli_run, capsys):
     expected = {"estimates.csv", "individual.csv", "diagnostics.csv", "vpc.csv", "manifest.json"}
     assert expected | {"gof.png", "vpc.png"} <= names
     estimates = pd.read_csv(out / "estimates.csv")
-    assert list(estimates.columns) == COLUMNS
+    assert list(estimates.columns) == POPULATION_COLUMNS
     assert "omega_cmax" in set(estimates["parameter"]) and "sigma_log" in set(
         estimates["parameter"]
     )
@@ -485,6 +488,33 @@ def test_cli_fit_writes_results(cli_run, capsys):
     assert manifest["versions"]["cartpk"] == cartpk.__version__ and "jax" in manifest["versions"]
     assert manifest["options"]["solver"] == "tsit5" and manifest["result"]["converged"]
     assert (out / "gof.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_cli_fit_reloads_with_load_fit(cli_run):
+    """A saved fit restores the result: the OFV at the saved estimates is the saved one (checked
+    by ``load_fit`` itself), and the tables are the files written."""
+    _, _, out = cli_run
+    result = load_fit(out)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert result.ofv == pytest.approx(manifest["result"]["ofv"], abs=1e-3)
+    written = pd.read_csv(out / "estimates.csv")
+    np.testing.assert_allclose(result.estimates["estimate"], written["estimate"], rtol=1e-9)
+    diagnostics = pd.read_csv(out / "diagnostics.csv")
+    np.testing.assert_allclose(result.diagnostics()["IPRED"], diagnostics["IPRED"], rtol=1e-4)
+    assert result.converged and isinstance(result.layout.model, cartpk.Multiphasic)
+
+
+def test_load_fit_refuses_what_is_not_a_saved_fit(cli_run, tmp_path):
+    _, _, out = cli_run
+    with pytest.raises(cartpk.CartpkError, match="has no fit.json"):
+        load_fit(tmp_path)
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    data = pd.read_csv(copy / "inputs" / "data.csv")
+    data.loc[data["MDV"] == 0, "DV"] *= 1.5  # the data changed since the fit
+    data.to_csv(copy / "inputs" / "data.csv", index=False)
+    with pytest.raises(cartpk.CartpkError, match="the data, the model or cartpk changed"):
+        load_fit(copy)
 
 
 def test_cli_refuses_to_overwrite(cli_run, capsys):

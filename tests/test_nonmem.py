@@ -428,12 +428,10 @@ def test_non_numeric_values(tmp_path):
     with raises(f"{path}: column TIME: non-numeric value(s) in row(s) 2 (e.g. 'abc')"):
         read_nonmem(path)
     path = write(tmp_path, "ID,TIME,DV,SEX\n1,0,1,M\n")
-    with raises(
-        f"{path}: column SEX: non-numeric value(s) in row(s) 1 (e.g. 'M'; covariates must be "
-        "numeric, choose them with covariates=[...])"
-    ):
-        read_nonmem(path)
-    assert read_nonmem(path, covariates=[]).covariates == ()
+    data = read_nonmem(path)  # a text column no covariate uses is carried, not refused
+    assert data.covariates == () and data.text_columns == ("SEX",)
+    assert data.frame["SEX"].tolist() == ["M"]
+    assert read_nonmem(path, covariates=[]).text_columns == ()
 
 
 def test_non_finite_values():
@@ -517,13 +515,13 @@ def test_censored_without_limit(tmp_path):
     path = write(tmp_path, "ID,TIME,DV,CENS,LIMIT\n1,0,1,0,.\n1,1,.,1,.\n")
     with raises(
         f"{path}: column CENS: censored observation without a limit in row(s) 2 "
-        "(give LIMIT or LLOQ)"
+        "(DV is empty; give the limit in DV, LIMIT or LLOQ)"
     ):
         read_nonmem(path)
     path = write(tmp_path, "ID,TIME,DV,BLQ\n1,0,1,0\n1,1,.,1\n")
     with raises(
         f"{path}: column BLQ: censored observation without a limit in row(s) 2 "
-        "(the file has no LIMIT or LLOQ column)"
+        "(DV is empty and the file has no LIMIT or LLOQ column)"
     ):
         read_nonmem(path)
 
@@ -545,13 +543,21 @@ def test_invalid_cens(tmp_path):
         read_nonmem(path)
 
 
+RESET = (
+    "the solver carries each subject's state from event to event and cannot reset it; "
+    "give each period after a reset its own ID"
+)
+
+
 def test_unsupported_evid(tmp_path):
     base = "ID,TIME,DV,AMT,EVID\n1,0,.,5,1\n1,1,2,.,0\n"
     path = write(tmp_path, base + "1,2,.,.,3\n")
-    with raises(f"{path}: column EVID: EVID=3 (reset) is not supported in row(s) 3"):
+    with raises(f"{path}: column EVID: EVID=3 (reset) is not supported in row(s) 3 ({RESET})"):
         read_nonmem(path)
     path = write(tmp_path, base + "1,2,.,5,4\n")
-    with raises(f"{path}: column EVID: EVID=4 (reset and dose) is not supported in row(s) 3"):
+    with raises(
+        f"{path}: column EVID: EVID=4 (reset and dose) is not supported in row(s) 3 ({RESET})"
+    ):
         read_nonmem(path)
     path = write(tmp_path, base + "1,2,.,5,7\n")
     with raises(

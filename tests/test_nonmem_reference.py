@@ -116,3 +116,72 @@ def test_foce_fit_from_nonmem_initial_estimates_reaches_nonmems(reference):
     for nonmem_name, name in pheno.NAMES.items():
         estimate, _ = pheno.to_nonmem(float(table[name]), math.nan, name)
         assert estimate == pytest.approx(ref["estimates"][nonmem_name], rel=5e-3), nonmem_name
+
+
+def _nonmem_table(name: str, skiprows: int = 1):
+    import pandas as pd
+
+    return pd.read_csv(pheno.example_dir() / name, sep=r"\s+", skiprows=skiprows)
+
+
+def _nonmem_shrinkage() -> dict[str, list[float]]:
+    """``ETASHRINKSD(%)`` and ``EPSSHRINKSD(%)`` lines of ``pheno.lst``."""
+    out = {}
+    for line in (pheno.example_dir() / "pheno.lst").read_text().splitlines():
+        words = line.split()
+        if words and words[0] in ("ETASHRINKSD(%)", "EPSSHRINKSD(%)"):
+            out[words[0]] = [float(w) for w in words[1:]]
+    return out
+
+
+@pytest.fixture(scope="module")
+def result_at_nonmem(at_nonmem):
+    from cartpk.estimation.objective import Spec
+    from cartpk.estimation.results import result_at
+
+    problem, evaluation = at_nonmem
+    spec = Spec(problem.layout, method="foce", **pheno.SOLVER)
+    return result_at(problem, spec, z=evaluation["z"][0])
+
+
+def test_tables_at_nonmem_estimates_equal_nonmems(result_at_nonmem):
+    """At NONMEM's estimates, cartpk's per-observation and per-subject tables are NONMEM's:
+    ``pheno.tab`` (``$TABLE ID TIME DV CIPREDI PRED RES CWRES``, printed to 5 digits) and
+    ``pheno.phi`` (EBEs and each subject's OBJ). CWRES decorrelated by a Cholesky factor instead
+    of the symmetric square root differed by up to 1.5."""
+    result = result_at_nonmem
+    table = _nonmem_table("pheno.tab")
+    rows = np.asarray(result.problem.row_index)
+    observed = rows > 0
+    nonmem = table.iloc[rows[observed] - 1]
+    diagnostics = result.diagnostics_arrays
+    np.testing.assert_allclose(diagnostics.pred[observed], nonmem["PRED"], rtol=1e-4)
+    np.testing.assert_allclose(diagnostics.ipred[observed], nonmem["CIPREDI"], rtol=1e-4)
+    np.testing.assert_allclose(diagnostics.cwres[observed], nonmem["CWRES"], atol=2e-4)
+    phi = _nonmem_table("pheno.phi")
+    np.testing.assert_allclose(result.etas, phi[["ETA(1)", "ETA(2)"]], atol=1e-5)
+    n_obs = np.asarray(result.problem.arrays.mask).sum(axis=1)
+    np.testing.assert_allclose(result.ofv_i - n_obs * math.log(2 * math.pi), phi["OBJ"], atol=1e-3)
+
+
+def test_shrinkage_and_estimates_columns_at_nonmem_estimates(reference, result_at_nonmem):
+    """ETA and EPS shrinkage as NONMEM computes them (``pheno.lst``: ETASHRINKSD 47.580 %,
+    13.581 %; EPSSHRINKSD 21.198 %), and the variance columns equal NONMEM's OMEGA and SIGMA."""
+    ref, _ = reference
+    result = result_at_nonmem
+    nonmem = _nonmem_shrinkage()
+    shrinkage = result.shrinkage
+    assert 100 * shrinkage["eta_cl"] == pytest.approx(nonmem["ETASHRINKSD(%)"][0], abs=2e-3)
+    assert 100 * shrinkage["eta_v"] == pytest.approx(nonmem["ETASHRINKSD(%)"][1], abs=2e-3)
+    assert 100 * shrinkage["epsilon"] == pytest.approx(nonmem["EPSSHRINKSD(%)"][0], abs=2e-3)
+    table = result.estimates.set_index("parameter")
+    for nonmem_name in ("IIV_CL", "IIV_VC", "SIGMA"):
+        name = pheno.NAMES[nonmem_name]
+        assert table.at[name, "variance"] == pytest.approx(ref["estimates"][nonmem_name], rel=1e-9)
+    assert table.at["omega_cl", "shrinkage_percent"] == pytest.approx(100 * shrinkage["eta_cl"])
+    assert table.at["sigma_prop", "cv_percent"] == pytest.approx(
+        100 * table.at["sigma_prop", "estimate"]
+    )
+    assert table.at["cl", "unit"] == "L/h/kg" and table.at["beta_cl_WGT", "fixed"]
+    assert not table.at["cl", "fixed"]
+    assert any("shrinkage 48 %" in w for w in result.warnings)

@@ -126,7 +126,8 @@ def test_other_event_without_an_amount_is_kept():
 def test_resets_are_refused(evid, amount, message):
     refused(
         f"ID,TIME,DV,AMT,EVID\n1,0,.,5,1\n1,1,2,.,0\n1,2,.,{amount},{evid}\n",
-        f"column EVID: {message} in row(s) 3",
+        f"column EVID: {message} in row(s) 3 (the solver carries each subject's state from "
+        "event to event and cannot reset it; give each period after a reset its own ID)",
         "EVID",
         (3,),
     )

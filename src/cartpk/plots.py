@@ -85,7 +85,9 @@ def _label(name: str, model=None) -> tuple[str, bool]:
     return name, False
 
 
-def _draw_bands(ax, data: pd.DataFrame, label: tuple[str, bool], arms=None) -> None:
+def _draw_bands(
+    ax, data: pd.DataFrame, label: tuple[str, bool], arms=None, time_unit: str = "d"
+) -> None:
     """Median lines and 5-95 % bands of one observable's rows of a band table."""
     arms = list(arms or dict.fromkeys(data.arm))
     for arm in arms:
@@ -100,7 +102,7 @@ def _draw_bands(ax, data: pd.DataFrame, label: tuple[str, bool], arms=None) -> N
         positive = positive[positive > 0]
         ax.set_ylim(bottom=max(positive.min(), 1e-6 * positive.max()))
     ax.axvline(0.0, color="0.6", lw=0.8, ls=":")
-    ax.set_xlabel("time after CAR-T infusion (d)")
+    ax.set_xlabel(f"time after CAR-T infusion ({time_unit})")
     ax.set_ylabel(ylabel)
     if len(arms) > 1 or arms[0] != "all":
         ax.legend(fontsize=8)
@@ -134,7 +136,7 @@ def solution_bands(
         observables: observable or state names (default: the CAR-T of each compartment the
             model has, :data:`COMPARTMENTS`: blood, stroma, tumour).
         arms: one label per patient (e.g. ``np.repeat(["alone", "+ anti-VEGF"], n)``).
-        model: the model, to label states with their units.
+        model: the model, to label states with their units and time with its unit.
         title: figure title.
     """
     plt = _pyplot()
@@ -154,7 +156,8 @@ def solution_bands(
     )
     for ax, name in zip(np.atleast_1d(axes), observables, strict=True):
         label = _label(name, model)
-        _draw_bands(ax, table[table.observable == name], label, None)
+        unit = model.time_unit if model is not None else "d"
+        _draw_bands(ax, table[table.observable == name], label, None, unit)
         compartment = next((c for c, names in COMPARTMENTS.items() if name in names), None)
         ax.set_title(f"{compartment} CAR-T" if compartment else label[0].split(" (")[0])
     if title:
@@ -170,6 +173,7 @@ def observed_data(
     log: bool = True,
     ids: Sequence | None = None,
     prediction: pd.DataFrame | None = None,
+    time_unit: str = "d",
 ):
     """Observations per subject over time, censored records marked.
 
@@ -185,6 +189,7 @@ def observed_data(
         ids: subjects to plot (default: all).
         prediction: a band table (:func:`~cartpk.endpoints.band_table`, one arm) drawn as the
             model's median and 5-95 % band.
+        time_unit: the unit of ``TIME`` (the model's ``time_unit``).
     """
     plt = _pyplot()
     obs = data.observations()
@@ -220,7 +225,7 @@ def observed_data(
     ax.legend(handles=handles, fontsize=8)
     if log:
         ax.set_yscale("log")
-    ax.set_xlabel("time (d)")
+    ax.set_xlabel(f"time ({time_unit})")
     ax.set_ylabel(ylabel)
     ax.set_title(f"{obs.ID.nunique()} subjects, {len(obs)} observations")
     return fig
@@ -435,9 +440,16 @@ def visual_predictive_check(
     observables: dict,
     limit: float | None = None,
     time_unit: str = "d",
+    observed: pd.DataFrame | None = None,
 ):
     """Percentile VPC from ``vpc.csv`` (5/50/95 % with simulated 95 % bands) and the fraction
-    below the limit; ``observables``: DVID -> (name, log axis)."""
+    below the limit; ``observables``: DVID -> (name, log axis).
+
+    ``observed``: points drawn under the bands, with columns ``dvid, time, value`` and optionally
+    ``censored`` (drawn as open triangles at ``value``, their limit), e.g.
+    :func:`cartpk.estimation.pcvpc.observation_points` (prediction-corrected for a pcVPC table
+    from :func:`~cartpk.estimation.pcvpc.pcvpc_table`).
+    """
     plt = _pyplot()
     fig, axes = plt.subplots(
         2,
@@ -450,6 +462,8 @@ def visual_predictive_check(
     for c, (dvid, (name, log_axis)) in enumerate(observables.items()):
         top, bottom = axes[0, c], axes[1, c]
         table = vpc[vpc["dvid"] == dvid]
+        if observed is not None:
+            _draw_points(top, observed[observed["dvid"] == dvid])
         for q, color in (("5", "tab:blue"), ("50", "tab:red"), ("95", "tab:blue")):
             part = table[table["percentile"] == q].sort_values("time")
             top.fill_between(
@@ -496,3 +510,307 @@ def likelihood_profiles(profiles: Sequence[pd.DataFrame], threshold: float):
         ax.set_ylabel("OFV − min OFV (-)")
         ax.legend(fontsize=8)
     return fig
+
+
+# -- fit diagnostics -------------------------------------------------------------------------------
+
+#: LOWESS span and robustness iterations: Cleveland WS. Robust locally weighted regression and
+#: smoothing scatterplots. J Am Stat Assoc 1979;74(368):829-836, doi:10.1080/01621459.1979.10481038
+#: (the defaults of R's ``lowess`` and of statsmodels)
+LOWESS_FRACTION = 2 / 3
+LOWESS_ITERATIONS = 3
+#: the smoother is evaluated at this many quantiles of x (at every x when there are fewer points)
+LOWESS_POINTS = 100
+#: panels per row of :func:`individual_fits`
+PANELS_PER_ROW = 4
+
+
+def lowess(
+    x,
+    y,
+    frac: float = LOWESS_FRACTION,
+    iterations: int = LOWESS_ITERATIONS,
+    points: int = LOWESS_POINTS,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Cleveland's LOWESS smoother: at each evaluation point, a linear fit to the
+    ``floor(frac n)`` nearest points with tricube weights ``(1 - (d/d_max)^3)^3``, repeated
+    ``iterations`` times with bisquare robustness weights ``(1 - (r / 6 median|r|)^2)^2``.
+
+    Non-finite pairs are dropped. Returns the sorted evaluation points (every x when ``n <=
+    points``, else ``points`` quantiles of x; residuals for the robustness weights are then
+    interpolated) and the smoothed values.
+    """
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    keep = np.isfinite(x) & np.isfinite(y)
+    order = np.argsort(x[keep], kind="stable")
+    x, y = x[keep][order], y[keep][order]
+    if x.size < 2:
+        return x, y
+    k = min(x.size, max(2, int(frac * x.size + 1e-10)))  # the small term guards frac n = integer
+    at = x if x.size <= points else np.quantile(x, np.linspace(0.0, 1.0, points))
+    robustness = np.ones_like(x)
+    for iteration in range(iterations + 1):
+        fitted = _local_linear(x, y, at, k, robustness)
+        if iteration == iterations:
+            break
+        residual = np.abs(y - np.interp(x, at, fitted))
+        scale = 6.0 * np.median(residual)
+        if scale == 0:
+            break
+        robustness = (1 - np.minimum(residual / scale, 1.0) ** 2) ** 2
+    return at, fitted
+
+
+def _local_linear(x, y, at, k, robustness):
+    """Weighted linear fits at the points ``at``, each to its ``k`` nearest neighbours."""
+    distance = np.abs(at[:, None] - x[None, :])
+    radius = np.partition(distance, k - 1, axis=1)[:, k - 1 : k]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        scaled = np.where(radius > 0, distance / radius, (distance > 0).astype(float))
+        w = (1 - np.minimum(scaled, 1.0) ** 3) ** 3 * robustness
+        total = w.sum(axis=1, keepdims=True)
+        mean_x = (w * x).sum(axis=1, keepdims=True) / total
+        mean_y = (w * y).sum(axis=1, keepdims=True) / total
+        sxx = (w * (x - mean_x) ** 2).sum(axis=1, keepdims=True)
+        sxy = (w * (x - mean_x) * y).sum(axis=1, keepdims=True)
+        slope = np.where(sxx > 0, sxy / sxx, 0.0)
+    return (mean_y + slope * (at[:, None] - mean_x))[:, 0]
+
+
+def _log_axis(ax, which: str) -> None:
+    """A logarithmic ``"x"`` or ``"y"`` axis, labelled only at its decades when it spans one or
+    more (matplotlib's labels of the minor ticks overlap there)."""
+    from matplotlib.ticker import NullFormatter
+
+    getattr(ax, f"set_{which}scale")("log")
+    low, high = getattr(ax, f"get_{which}lim")()
+    if high >= 10 * low:
+        getattr(ax, f"{which}axis").set_minor_formatter(NullFormatter())
+
+
+def _normal_quantiles(n: int) -> np.ndarray:
+    """Expected N(0, 1) order statistics for a QQ plot: ``Phi^-1((i - a)/(n + 1 - 2a))`` with
+    ``a = 3/8`` for ``n <= 10``, else ``1/2`` (R's ``ppoints``, as ``qqnorm`` uses)."""
+    from statistics import NormalDist
+
+    a = 3 / 8 if n <= 10 else 1 / 2
+    return np.array([NormalDist().inv_cdf((i - a) / (n + 1 - 2 * a)) for i in range(1, n + 1)])
+
+
+def _residual_scatter(ax, x, y, xlabel: str, ylabel: str, hollow=None) -> None:
+    """Residuals against ``x`` with the zero line, +-1.96 and a LOWESS smoother."""
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    hollow = np.zeros(x.shape, bool) if hollow is None else np.asarray(hollow, bool)
+    ax.scatter(x[~hollow], y[~hollow], s=10, alpha=0.6, color="C0", label="observed")
+    if hollow.any():
+        ax.scatter(
+            x[hollow],
+            y[hollow],
+            s=14,
+            facecolors="none",
+            edgecolors="C0",
+            label="censored (imputed)",
+        )
+    ax.plot(*lowess(x, y), color="C3", lw=1.5, label="LOWESS")
+    ax.axhline(0.0, color="k", lw=1)
+    for level in (-1.96, 1.96):
+        ax.axhline(level, color="k", lw=0.5, ls="--")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(f"{ylabel.split(' ')[0]} vs {xlabel.split(' ')[0]}")
+
+
+def _normal_qq(ax, values, name: str) -> None:
+    values = np.sort(np.asarray(values, dtype=float)[np.isfinite(values)])
+    expected = _normal_quantiles(values.size)
+    ax.scatter(expected, values, s=10, alpha=0.6)
+    if values.size:
+        ends = [min(expected[0], values[0]), max(expected[-1], values[-1])]
+        ax.plot(ends, ends, color="k", lw=1, label="identity")
+    ax.set_xlabel("N(0, 1) quantile (-)")
+    ax.set_ylabel(f"{name} quantile (-)")
+    ax.set_title(f"{name}: normal QQ plot")
+
+
+def individual_fits(
+    diagnostics: pd.DataFrame,
+    log_scale: dict,
+    time_unit: str = "d",
+    max_subjects: int = 24,
+    *,
+    ylabel: str = "DV (observation unit)",
+):
+    """Observations, IPRED and PRED per subject (``diagnostics.csv``), one panel each for the
+    first ``max_subjects`` subjects.
+
+    Censored records are drawn at their limit as open triangles (down: below the limit, up:
+    above), with the subject's limit as a dotted line. ``log_scale``: DVID -> log axis (the
+    panels are logarithmic when every DVID is).
+    """
+    plt = _pyplot()
+    ids = list(dict.fromkeys(diagnostics["ID"]))
+    shown = ids[:max_subjects]
+    cols = min(PANELS_PER_ROW, len(shown))
+    rows = -(-len(shown) // cols)
+    fig, axes = plt.subplots(
+        rows, cols, figsize=(3.3 * cols, 2.7 * rows + 0.6), squeeze=False, constrained_layout=True
+    )
+    dvids = sorted(diagnostics["DVID"].unique())
+    several = len(dvids) > 1
+    log = all(log_scale.get(d, False) for d in diagnostics["DVID"].unique())
+    for ax, subject in zip(axes.flat, shown, strict=False):
+        data = diagnostics[diagnostics["ID"] == subject]
+        for dvid, group in data.sort_values("TIME").groupby("DVID"):
+            colour = f"C{dvids.index(dvid) % 10}"
+            measured = group[group["CENS"] == 0]
+            ax.plot(measured["TIME"], measured["DV"], "o", color=colour, ms=3.5)
+            ax.plot(group["TIME"], group["IPRED"], "-", color=colour, lw=1.2)
+            ax.plot(group["TIME"], group["PRED"], "--", color=colour, lw=1.0)
+            for flag, marker in ((1, "v"), (-1, "^")):
+                censored = group[group["CENS"] == flag]
+                ax.plot(censored["TIME"], censored["LIMIT"], marker, mfc="none", color=colour, ms=6)
+            limits = group.loc[group["CENS"] != 0, "LIMIT"].dropna().unique()
+            if len(limits) == 1:
+                ax.axhline(limits[0], color=colour, lw=0.8, ls=":")
+        if log:
+            ax.set_yscale("log")
+        ax.set_title(
+            f"ID {subject}"
+            + (f" (DVIDs {', '.join(map(str, data.DVID.unique()))})" if several else ""),
+            fontsize=9,
+        )
+        ax.set_xlabel(f"time ({time_unit})", fontsize=8)
+        ax.set_ylabel(ylabel, fontsize=8)
+        ax.tick_params(which="both", labelsize=7)
+    for ax in axes.flat[len(shown) :]:
+        ax.set_visible(False)
+    handles = [
+        plt.Line2D([], [], marker="o", color="0.3", ls="", ms=3.5, label="observed"),
+        plt.Line2D([], [], color="0.3", lw=1.2, label="IPRED"),
+        plt.Line2D([], [], color="0.3", lw=1.0, ls="--", label="PRED"),
+        plt.Line2D([], [], marker="v", mfc="none", color="0.3", ls="", label="censored, at limit"),
+        plt.Line2D([], [], color="0.3", lw=0.8, ls=":", label="limit (LLOQ)"),
+    ]
+    fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), fontsize=8)
+    fig.suptitle(f"individual fits: {len(shown)} of {len(ids)} subjects")
+    return fig
+
+
+def residual_panels(
+    diagnostics: pd.DataFrame,
+    npde: pd.DataFrame | None = None,
+    time_unit: str = "d",
+    *,
+    log_scale: dict | None = None,
+):
+    """Residual diagnostics: CWRES vs time and vs PRED with a LOWESS smoother (:func:`lowess`),
+    and the normal QQ plot of CWRES (``diagnostics.csv``); with an NPDE table
+    (:func:`cartpk.estimation.npde.npde_table`) also NPDE vs time, their histogram against the
+    N(0, 1) density and their QQ plot. ``log_scale``: DVID -> log PRED axis."""
+    plt = _pyplot()
+    rows = 1 if npde is None else 2
+    fig, axes = plt.subplots(
+        rows, 3, figsize=(14, 4.3 * rows), squeeze=False, constrained_layout=True
+    )
+    observed = diagnostics[(diagnostics["CENS"] == 0) & np.isfinite(diagnostics["CWRES"])]
+    _residual_scatter(
+        axes[0, 0], observed["TIME"], observed["CWRES"], f"time ({time_unit})", "CWRES (-)"
+    )
+    _residual_scatter(
+        axes[0, 1], observed["PRED"], observed["CWRES"], "PRED (observation unit)", "CWRES (-)"
+    )
+    if log_scale and all(log_scale.get(d, False) for d in observed["DVID"].unique()):
+        _log_axis(axes[0, 1], "x")
+    _normal_qq(axes[0, 2], observed["CWRES"], "CWRES")
+    axes[0, 0].legend(fontsize=8)
+    if npde is not None:
+        values = npde[np.isfinite(npde["NPDE"])]
+        _residual_scatter(
+            axes[1, 0],
+            values["TIME"],
+            values["NPDE"],
+            f"time ({time_unit})",
+            "NPDE (-)",
+            hollow=values["CENS"] != 0,
+        )
+        axes[1, 0].legend(fontsize=8)
+        ax = axes[1, 1]
+        ax.hist(values["NPDE"], bins="auto", density=True, color="C0", alpha=0.6, label="NPDE")
+        grid = np.linspace(-4, 4, 201)
+        ax.plot(grid, np.exp(-(grid**2) / 2) / np.sqrt(2 * np.pi), color="k", label="N(0, 1)")
+        ax.set_xlabel("NPDE (-)")
+        ax.set_ylabel("density (-)")
+        ax.set_title("NPDE histogram")
+        ax.legend(fontsize=8)
+        _normal_qq(axes[1, 2], values["NPDE"], "NPDE")
+    return fig
+
+
+def eta_covariates(
+    individual: pd.DataFrame,
+    etas: Sequence[str],
+    covariates: dict[str, str],
+    *,
+    categorical: Sequence[str] = (),
+):
+    """EBEs against covariates (``individual.csv``): one panel per (ETA, covariate), a scatter
+    with a LOWESS smoother for continuous covariates, box plots per level for categorical ones
+    (those in ``categorical`` and non-numeric columns).
+
+    Args:
+        individual: one row per subject with ``eta_<name>`` columns and the covariates.
+        etas: parameter names with variability (``"cmax"`` or ``"eta_cmax"``).
+        covariates: column -> unit (``"-"`` for dimensionless or categorical ones).
+        categorical: covariates to draw as box plots even though they are numeric.
+    """
+    plt = _pyplot()
+    columns = [e if e.startswith("eta_") else f"eta_{e}" for e in etas]
+    names = list(covariates)
+    fig, axes = plt.subplots(
+        len(columns),
+        len(names),
+        figsize=(3.8 * len(names), 3.2 * len(columns)),
+        squeeze=False,
+        constrained_layout=True,
+    )
+    for r, eta in enumerate(columns):
+        for c, name in enumerate(names):
+            ax = axes[r, c]
+            data = individual[[name, eta]].dropna()
+            if name in categorical or not pd.api.types.is_numeric_dtype(data[name]):
+                levels = sorted(data[name].unique(), key=str)
+                ax.boxplot([data.loc[data[name] == v, eta] for v in levels], widths=0.6)
+                ax.set_xticks(range(1, len(levels) + 1), [str(v) for v in levels])
+            else:
+                ax.scatter(data[name], data[eta], s=14, alpha=0.7)
+                ax.plot(*lowess(data[name], data[eta]), color="C3", lw=1.5)
+            ax.axhline(0.0, color="k", lw=0.8)
+            ax.set_xlabel(f"{name} ({covariates[name]})")
+            ax.set_ylabel(f"{eta} (-, unconstrained scale)")
+    return fig
+
+
+def _draw_points(ax, points: pd.DataFrame) -> None:
+    """Observations under a VPC's bands: dots, censored ones as open triangles at their limit."""
+    censored = (
+        points["censored"].to_numpy(bool) if "censored" in points else np.zeros(len(points), bool)
+    )
+    style = dict(color="0.5", alpha=0.5, zorder=0.5)
+    ax.plot(
+        points["time"][~censored],
+        points["value"][~censored],
+        "o",
+        ms=2.5,
+        label="observations",
+        **style,
+    )
+    if censored.any():
+        ax.plot(
+            points["time"][censored],
+            points["value"][censored],
+            "v",
+            mfc="none",
+            ms=4,
+            label="censored, at limit",
+            **style,
+        )

@@ -1,8 +1,9 @@
 """``cartpk fit DATA.csv --model NAME --out DIR``: fit a model to a NONMEM-style dataset.
 
-Population fits (FOCE-I or Laplace) or individual fits. Writes ``estimates.csv``
-(``parameter, estimate, se, rse_percent, ci_low, ci_high``), ``individual.csv`` (one row per ID),
-for population fits ``diagnostics.csv`` (PRED, IPRED, IWRES, CWRES per observation), ``gof.png``,
+Population fits (FOCE-I or Laplace) or individual fits. Writes ``estimates.csv`` (estimates,
+SEs, CIs, units, variances, CV % and shrinkage; ``docs/fit_results.md``), ``individual.csv`` (one
+row per ID), for population fits ``covariance.csv``, ``correlation.csv``, ``fit.json`` (reloaded by
+``cartpk.estimation.load_fit``), ``diagnostics.csv`` (PRED, IPRED, IWRES, CWRES), ``gof.png``,
 ``vpc.csv`` and ``vpc.png``; ``profile.csv``/``profile.png`` and ``bootstrap.csv`` when asked;
 ``inputs/data.csv`` and ``manifest.json``.
 """
@@ -10,6 +11,7 @@ for population fits ``diagnostics.csv`` (PRED, IPRED, IWRES, CWRES per observati
 from __future__ import annotations
 
 import argparse
+import json
 import math
 
 import numpy as np
@@ -34,6 +36,7 @@ from ..estimation import (
     profile,
     raise_if_not_converged,
 )
+from ..estimation.saved import fit_record, model_reference
 from ..estimation.uncertainty import CHI2_95
 from ..nonmem import read_nonmem
 from ._console import Console
@@ -106,8 +109,9 @@ def add_parser(commands) -> None:
     fit_.add_argument(
         "--se",
         choices=("hessian", "sandwich", "none"),
-        default="hessian",
-        help="standard errors (default: hessian)",
+        default="sandwich",
+        help="standard errors: R^-1 S R^-1 (sandwich, NONMEM's default), 2 R^-1 (hessian) or "
+        "none (default: sandwich)",
     )
     fit_.add_argument(
         "--max-iter", type=int, default=500, help="most OFV evaluations (default: 500)"
@@ -139,6 +143,7 @@ def run(args: argparse.Namespace) -> None:
     with ResultsFolder(args.out, command="cartpk fit", force=args.force) as results:
         content = results.read_input("data", args.data, suffix=".csv")
         model = load_model(args.model)
+        model_file = _save_model_file(results, model)
         options = options_from_args(args, model)
         data = read_nonmem(content, name=args.data, compartments=options["compartments"])
         problem = build_problem(model, data, **_problem_options(options))
@@ -163,6 +168,7 @@ def run(args: argparse.Namespace) -> None:
             vpc_replicates=args.vpc,
             seed=args.seed,
             progress=say,
+            model_file=model_file,
         )
         results.write({**tables, **figures}, options=_recorded(args, options), result=summary)
     say(f"results in {args.out}/")
@@ -194,16 +200,29 @@ def save_fit(
     with ResultsFolder(out, command="cartpk fit", force=force) as results:
         if data is not None:
             results.read_input("data", data, suffix=".csv")
+        model_file = _save_model_file(results, result.problem.layout.model)
         tables, figures, summary = fit_outputs(
-            result, vpc_replicates=vpc_replicates, seed=seed, progress=progress
+            result,
+            vpc_replicates=vpc_replicates,
+            seed=seed,
+            progress=progress,
+            model_file=model_file,
         )
         return results.write({**tables, **figures}, options=options or {}, result=summary)
 
 
 def fit_outputs(
-    result, *, profiles=(), bootstrap=None, vpc_replicates: int = 200, seed: int = 0, progress=None
+    result,
+    *,
+    profiles=(),
+    bootstrap=None,
+    vpc_replicates: int = 200,
+    seed: int = 0,
+    progress=None,
+    model_file: str | None = None,
 ):
-    """The tables (name -> writer), figures (name -> writer) and manifest summary of a fit."""
+    """The tables (name -> writer), figures and other files (name -> writer) and the manifest
+    summary of a fit (``model_file``: where a user model's file is saved in the folder)."""
     say = progress or (lambda line: None)
     tables = {"estimates.csv": result.estimates, "individual.csv": result.individual}
     figures = {}
@@ -218,19 +237,29 @@ def fit_outputs(
         layout = result.layout
         diagnostics = result.diagnostics()
         tables["diagnostics.csv"] = diagnostics
+        record = fit_record(result, model_file)
+        figures["fit.json"] = lambda path: path.write_text(json.dumps(record, indent=1))
         log_scale = {
             d: o.error.log_scale for d, o in zip(layout.dvids, layout.observations, strict=True)
         }
         title = f"{type(layout.model).__name__}, {result.strategy.method.upper()}"
-        figures["gof.png"] = _figure(plots.goodness_of_fit, diagnostics, log_scale, title)
+        unit = layout.model.time_unit
+        figures["gof.png"] = _figure(plots.goodness_of_fit, diagnostics, log_scale, title, unit)
+        for name, matrix in (
+            ("covariance.csv", result.covariance_table()),
+            ("correlation.csv", result.correlation_table()),
+        ):
+            if matrix is not None:
+                tables[name] = matrix.rename_axis("parameter").reset_index()
         summary.update(
             method=result.strategy.method,
             ofv_nonmem=_number(result.ofv_nonmem),
             iterations=result.iterations,
             evaluations=result.evaluations,
             covariance=result.covariance.message,
-            condition_number=_number(result.covariance.condition_number),
+            condition_number=_number(result.correlation_condition_number),
             se=result.strategy.se,
+            warnings=result.warnings,
             shrinkage={k: float(v) for k, v in result.shrinkage.items()},
             ebe_not_converged=[
                 _plain(result.problem.ids[i]) for i in np.flatnonzero(~result.ebe_converged)
@@ -246,7 +275,9 @@ def fit_outputs(
             }
             limits = result.problem.data.observations()["LIMIT"].dropna()
             limit = float(limits.median()) if len(limits) else None
-            figures["vpc.png"] = _figure(plots.visual_predictive_check, vpc, observables, limit)
+            figures["vpc.png"] = _figure(
+                plots.visual_predictive_check, vpc, observables, limit, unit
+            )
     if profiles:
         tables["profile.csv"] = pd.concat(profiles, ignore_index=True)
         figures["profile.png"] = _figure(plots.likelihood_profiles, list(profiles), CHI2_95)
@@ -259,6 +290,15 @@ def fit_outputs(
             k: [float(a), float(b)] for k, (a, b) in bootstrap.attrs["ci"].items()
         }
     return {name: _csv(frame) for name, frame in tables.items()}, figures, summary
+
+
+def _save_model_file(results: ResultsFolder, model) -> str | None:
+    """Copy a user model's source file to ``inputs/model.py`` (so that the fit reloads)."""
+    reference = model_reference(model)
+    if not reference.get("file"):
+        return None
+    results.read_input("model", reference["file"], suffix=".py")
+    return results.inputs["model"]["copy"]
 
 
 def _profile(result, name: str, say):

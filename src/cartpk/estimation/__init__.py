@@ -27,8 +27,11 @@ from .error_models import (
 )
 from .individual import Individual, IndividualResult
 from .mixed_effects import ConvergenceError, Population, raise_if_not_converged
+from .npde import npde_summary, npde_table
+from .pcvpc import pcvpc_table
 from .problem import CovariateEffect, Observation, build_problem, model_observables
-from .results import PopulationResult
+from .results import PopulationResult, result_at
+from .saved import load_fit
 from .simulation import sample_parameters, simulate_study
 from .strategy import AbstractStrategy, Settings
 from .summary_stats import SummaryFit, SummaryStatistics, Target
@@ -60,11 +63,16 @@ __all__ = [
     "build_problem",
     "estimated_index",
     "fit",
+    "load_fit",
     "load_model",
     "model_observables",
     "neg2_loglik",
+    "npde_summary",
+    "npde_table",
+    "pcvpc_table",
     "profile",
     "raise_if_not_converged",
+    "result_at",
     "sample_parameters",
     "simulate_study",
 ]

@@ -44,6 +44,9 @@ def fit(
     covariates: Sequence[CovariateEffect] = (),
     compartments: Mapping | None = None,
     ignore_doses: bool = False,
+    columns: Mapping[str, str] | Sequence[str] | None = None,
+    ignore: Sequence[str] | None = None,
+    accept: Sequence[str] | None = None,
     solver: dfx.AbstractSolver = DEFAULT_SOLVER,
     rtol: float = DEFAULT_RTOL,
     max_steps: int = DEFAULT_MAX_STEPS,
@@ -69,7 +72,10 @@ def fit(
         block: estimate the full covariance of the random effects.
         covariates: :class:`CovariateEffect` effects on typical values.
         compartments: dataset ``CMT`` -> model state for dose records.
-        ignore_doses: drop dose records (dose-independent models such as ``Multiphasic``).
+        ignore_doses: drop dose records and keep ``TIME`` as it is (by default a model without
+            dose input, such as ``Multiphasic``, counts each subject's time from its dose).
+        columns, ignore, accept: file column roles and NONMEM ``IGNORE``/``ACCEPT`` rules, as
+            in :func:`~cartpk.read_nonmem`.
         solver, rtol, max_steps: ODE solver settings (:func:`~cartpk.simulate`); an explicit
             solver such as ``diffrax.Tsit5()`` is faster for non-stiff models.
         progress: print progress lines (``True``) or pass each line to a callable.
@@ -99,6 +105,9 @@ def fit(
         covariates=tuple(covariates),
         compartments=compartments,
         ignore_doses=ignore_doses,
+        columns=columns,
+        ignore=ignore,
+        accept=accept,
         solver=solver,
         rtol=float(rtol),
         max_steps=int(max_steps),

@@ -18,11 +18,17 @@ Individual parameters, on the unconstrained scale of the model's parameter trans
 with ``d_ie = log(cov / ref)`` (power model), ``cov - ref`` (exponential model) or
 ``[cov == level]`` (categorical). For log-transformed parameters this is log-normal variability
 and a power (or exponential) covariate model.
+
+A model whose initial state is the post-dose state on day ``start_time`` (``Multiphasic``) takes
+no dose input: its time zero is the dose. A dataset with dose records is then read with each
+subject's time counted from its dose (one warning says so); a subject dosed at several times is
+ambiguous and refused. ``ignore_doses=True`` drops the doses and keeps ``TIME`` as it is.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
@@ -121,8 +127,8 @@ class Effect:
     parameter: str
     column: str
     kind: str
-    reference: float
-    level: float | None = None
+    reference: float | str
+    level: float | str | None = None
 
 
 @dataclass(frozen=True)
@@ -300,6 +306,8 @@ class Problem:
     ids: tuple
     covariate_values: dict  # column -> per-subject baseline value
     row_index: np.ndarray  # (P, n) 1-based source row of each observation, -1 on padding
+    #: the keyword arguments of :func:`build_problem` that built it (for a fit saved to disk)
+    options: dict = field(default_factory=dict)
 
     @property
     def free_index(self) -> np.ndarray:
@@ -329,6 +337,9 @@ def build_problem(
     covariates: Sequence[CovariateEffect] = (),
     compartments: Mapping | None = None,
     ignore_doses: bool = False,
+    columns: Mapping[str, str] | Sequence[str] | None = None,
+    ignore: Sequence[str] | None = None,
+    accept: Sequence[str] | None = None,
 ) -> Problem:
     """Validate the choices against model and data and build a :class:`Problem`.
 
@@ -346,12 +357,24 @@ def build_problem(
         block: estimate a full covariance matrix instead of a diagonal one.
         covariates: covariate effects.
         compartments: dataset ``CMT`` -> model state, as in :func:`~cartpk.read_nonmem`.
-        ignore_doses: drop dose records (for dose-independent models such as ``Multiphasic``).
+        ignore_doses: drop dose records and keep ``TIME`` as it is (by default a model without
+            dose input, such as ``Multiphasic``, counts each subject's time from its dose).
+        columns, ignore, accept: file column roles and NONMEM ``IGNORE``/``ACCEPT`` rules, as in
+            :func:`~cartpk.read_nonmem` (for a path or DataFrame only).
     """
+    options = {k: v for k, v in locals().items() if k not in ("model", "data")}
     if not isinstance(model, AbstractModel):
         raise CartpkError(f"model must be a cartpk model, got {type(model).__name__}")
     if not isinstance(data, NonmemData):
-        data = read_nonmem(data, compartments=compartments)
+        data = read_nonmem(
+            data, compartments=compartments, columns=columns, ignore=ignore, accept=accept
+        )
+    else:
+        given = [k for k, v in (("columns", columns), ("ignore", ignore), ("accept", accept)) if v]
+        if given:
+            raise CartpkError(
+                f"data is already read: give {', '.join(given)} to read_nonmem, not to the fit"
+            )
     names = model.parameter_set.names
     specs = model.parameter_set.specs
     available = model_observables(model)
@@ -462,6 +485,7 @@ def build_problem(
         ids=ids,
         covariate_values=covariate_values,
         row_index=row_index,
+        options=options,
     )
 
 
@@ -510,17 +534,7 @@ def _subject_arrays(data: NonmemData, model, observations, dvids, ignore_doses):
             f"observation type {int(obs_table['DVID'][unknown].iloc[0])} has no observation "
             f"model (fitted DVIDs: {', '.join(map(str, dvids))})",
         )
-    if ignore_doses:
-        doses = stack_regimens([Regimen()] * len(ids), model.state_names)
-    else:
-        try:
-            doses = stack_regimens([data.regimens[i] for i in ids], model.state_names)
-        except RegimenError as error:
-            raise RegimenError(
-                f"{data.source}: {error} (map dataset CMT values to states with compartments / "
-                "--cmt, or drop doses with ignore_doses / --ignore-doses for dose-independent "
-                "models)"
-            ) from None
+    doses, shift = _doses(data, model, ids, ignore_doses)
     arrays = data.to_arrays()
     mask = np.asarray(arrays.mask)
     dvid = np.asarray(arrays.dvid)
@@ -535,6 +549,17 @@ def _subject_arrays(data: NonmemData, model, observations, dvids, ignore_doses):
     uncensored = mask & ~censored & ~above
     rows = np.full(mask.shape, -1, dtype=np.int64)
     rows[mask] = source_rows  # row-major order of mask equals the observation order
+    time = np.asarray(arrays.time) - shift[:, None]
+    if model.start_time is not None:
+        early = mask & (time < model.start_time)
+        if early.any():
+            _fail_rows(
+                data,
+                rows[early],
+                "TIME",
+                f"observation before day {model.start_time:g} of {type(model).__name__}, whose "
+                "time zero is the dose",
+            )
     g_obs = np.zeros(mask.shape)
     g_limit = np.zeros(mask.shape)
     for t, d in enumerate(dvids):
@@ -567,7 +592,7 @@ def _subject_arrays(data: NonmemData, model, observations, dvids, ignore_doses):
             g_obs = np.where(here & uncensored, dv, g_obs)
             g_limit = np.where(here & (censored | above), limit, g_limit)
     subject_arrays = SubjectArrays(
-        time=arrays.time,
+        time=jnp.asarray(time),
         g_obs=jnp.asarray(g_obs),
         g_limit=jnp.asarray(g_limit),
         mask=arrays.mask,
@@ -580,6 +605,59 @@ def _subject_arrays(data: NonmemData, model, observations, dvids, ignore_doses):
     return subject_arrays, rows, ids
 
 
+def _doses(data: NonmemData, model: AbstractModel, ids, ignore_doses: bool):
+    """The subjects' doses, stacked, and the time (d) to subtract from each subject's records.
+
+    A model with a ``start_time`` takes no dose input: each subject's time is counted from its
+    dose instead (one warning line says so), and a subject dosed at several times is refused.
+    """
+    shift = np.zeros(len(ids))
+    none = stack_regimens([Regimen()] * len(ids), model.state_names)
+    if ignore_doses:
+        return none, shift
+    if model.start_time is None:
+        try:
+            return stack_regimens([data.regimens[i] for i in ids], model.state_names), shift
+        except RegimenError as error:
+            raise RegimenError(
+                f"{data.source}: {error} (map dataset CMT values to states with compartments / "
+                "--cmt, or drop doses with ignore_doses / --ignore-doses for dose-independent "
+                "models)"
+            ) from None
+    name = type(model).__name__
+    frame = data.frame
+    for p, subject in enumerate(ids):
+        times = sorted({d.time for d in data.regimens[subject].doses})
+        if len(times) > 1:
+            dosing = (frame["ID"] == subject) & (frame["EVID"] == 1)
+            _fail_rows(
+                data,
+                frame.index[dosing.to_numpy()],
+                "TIME",
+                f"ID {subject} is dosed on days {', '.join(f'{t:g}' for t in times)}, but {name} "
+                "takes no dose input and counts time from one dose (give one dose time per "
+                "subject, or ignore_doses=True to keep TIME as it is)",
+            )
+        if times:
+            shift[p] = times[0] - model.start_time
+    dosed = sum(1 for i in ids if data.regimens[i].doses)
+    if dosed:
+        moved = np.flatnonzero(shift)
+        how = (
+            f"time counted from each subject's dose ({len(moved)} shifted, by up to "
+            f"{np.abs(shift).max():g} d)"
+            if moved.size
+            else f"every dose is on day {model.start_time:g}, times kept"
+        )
+        warnings.warn(
+            f"{data.source}: {name} takes no dose input: the dose records of {dosed} subjects "
+            f"are dropped, {how}",
+            UserWarning,
+            stacklevel=4,
+        )
+    return none, shift
+
+
 def _fail_rows(data: NonmemData, rows, column: str, problem: str):
     rows = [int(r) for r in rows]
     listed = ", ".join(map(str, rows[:5])) + (f" and {len(rows) - 5} more" if len(rows) > 5 else "")
@@ -590,7 +668,7 @@ def _design(data: NonmemData, ids, covariates, names):
     effects: list[Effect] = []
     columns: list[np.ndarray] = []
     values: dict[str, np.ndarray] = {}
-    by_upper = {c.upper(): c for c in data.covariates}
+    by_upper = {c.upper(): c for c in (*data.covariates, *data.text_columns)}
     for cov in covariates:
         if not isinstance(cov, CovariateEffect):
             raise CartpkError(f"covariates must be CovariateEffect objects, got {cov!r}")
@@ -603,7 +681,15 @@ def _design(data: NonmemData, ids, covariates, names):
         if column is None:
             raise DatasetError(
                 f"{data.source}: missing covariate column {cov.column} "
-                f"(covariate columns: {', '.join(data.covariates) or 'none'})"
+                f"(covariate columns: {', '.join(by_upper.values()) or 'none'})"
+            )
+        if column in data.text_columns and cov.kind != "categorical":
+            texts = data.frame[column]
+            first = texts[texts.map(lambda t: t is not None and not _is_number(t))]
+            raise DatasetError(
+                f"{data.source}: column {column}: the {cov.kind} covariate model needs numbers, "
+                f"got text (e.g. {first.iloc[0]!r} in row {first.index[0]}); declare it "
+                "categorical or give numbers"
             )
         if column not in values:
             values[column] = _baseline(data, column, ids)
@@ -613,13 +699,13 @@ def _design(data: NonmemData, ids, covariates, names):
             reference = levels[np.argmax(counts)] if cov.reference is None else cov.reference
             if reference not in levels:
                 raise DatasetError(
-                    f"{data.source}: column {column}: reference level {reference:g} does not "
-                    f"occur (levels: {', '.join(f'{x:g}' for x in levels)})"
+                    f"{data.source}: column {column}: reference level {_level(reference)} does "
+                    f"not occur (levels: {', '.join(_level(x) for x in levels)})"
                 )
             for level in levels[levels != reference]:
-                name = f"beta_{cov.parameter}_{column}_{level:g}"
+                name = f"beta_{cov.parameter}_{column}_{_level(level)}"
                 effects.append(
-                    Effect(name, cov.parameter, column, cov.kind, float(reference), float(level))
+                    Effect(name, cov.parameter, column, cov.kind, _value(reference), _value(level))
                 )
                 columns.append((v == level).astype(float))
             continue
@@ -644,21 +730,42 @@ def _design(data: NonmemData, ids, covariates, names):
 
 
 def _baseline(data: NonmemData, column: str, ids) -> np.ndarray:
-    """One value per subject: the column must be constant (ignoring missing) within each ID."""
-    frame = data.frame
-    out = np.empty(len(ids))
-    for p, (subject, group) in enumerate(frame.groupby("ID", sort=False)[column]):
-        present = group.dropna().to_numpy(dtype=float)
+    """One value per subject (float, or text for a text column): the column must be constant
+    (ignoring missing) within each ID."""
+    changed = data.varying(column)
+    if changed is not None:
+        subject, row = changed
+        raise DatasetError(
+            f"{data.source}: column {column}: time-varying covariate (it changes within ID "
+            f"{subject} in row {row}); covariates on parameters must be constant per subject: "
+            "the ODE parameters cannot change over time, so NONMEM's last-value-carried-forward "
+            "is not available"
+        )
+    text = column in data.text_columns
+    out = np.empty(len(ids), dtype=object if text else float)
+    for p, (subject, group) in enumerate(data.frame.groupby("ID", sort=False)[column]):
+        present = group.dropna()
         if present.size == 0:
             raise DatasetError(
                 f"{data.source}: column {column}: no value for ID {subject} "
                 f"(rows {group.index[0]}-{group.index[-1]})"
             )
-        if np.any(present != present[0]):
-            row = int(group.index[np.flatnonzero(group.to_numpy() != present[0])[0]])
-            raise DatasetError(
-                f"{data.source}: column {column}: covariate changes within ID {subject} in row "
-                f"{row}; covariates on parameters must be constant per subject"
-            )
-        out[p] = present[0]
+        out[p] = present.iloc[0] if text else float(present.iloc[0])
     return out
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _level(value) -> str:
+    """A categorical level as named in effects and messages (``2``, ``0.5``, ``CR``)."""
+    return f"{value:g}" if isinstance(value, int | float | np.number) else str(value)
+
+
+def _value(value) -> float | str:
+    return str(value) if isinstance(value, str) else float(value)

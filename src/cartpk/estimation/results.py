@@ -18,6 +18,7 @@ quantities have empty ``se`` and CI.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -27,12 +28,35 @@ import numpy as np
 import pandas as pd
 
 from .diagnostics import Diagnostics, compute, to_observation_scale, vpc_table
-from .mixed_effects import Covariance, Population
+from .mixed_effects import Covariance, Population, evaluate_at
 from .objective import Spec, subject_contexts
+from .outer import Evaluator
 from .problem import Problem
 
 Z95 = 1.959963984540054
+#: the columns every strategy's ``estimates`` has
 ESTIMATE_COLUMNS = ["parameter", "estimate", "se", "rse_percent", "ci_low", "ci_high"]
+#: the columns :func:`describe` adds (a population fit's ``estimates`` has both)
+DESCRIPTIVE_COLUMNS = [
+    "unit",
+    "fixed",
+    "variance",
+    "variance_se",
+    "cv_percent",
+    "shrinkage_percent",
+]
+
+#: warning thresholds: RSE (%), SD shrinkage (%, Savic RM, Karlsson MO. AAPS J 2009;11(3):558-569,
+#: doi:10.1208/s12248-009-9133-0, where 20-30 % already distorts EBE-based diagnostics), the
+#: condition number of the correlation matrix (the usual rule of thumb for NONMEM's ``$COV
+#: PRINT=E``), a between-subject SD near zero (unconstrained scale) and a correlation at +-1
+RSE_WARNING = 50.0
+SHRINKAGE_WARNING = 30.0
+CONDITION_WARNING = 1000.0
+OMEGA_NEAR_ZERO = 0.01
+CORRELATION_BOUND = 0.99
+#: a typical value within this fraction of its range from a bound of a logit parameter
+BOUND_FRACTION = 1e-3
 
 
 @dataclass(eq=False)
@@ -91,15 +115,30 @@ class PopulationResult:
         kind = kind or self.strategy.se
         return {"hessian": self.covariance.hessian, "sandwich": self.covariance.sandwich}.get(kind)
 
-    def estimates_table(self, kind: str | None = None) -> pd.DataFrame:
-        """Estimates with SEs and 95 % CIs (columns :data:`ESTIMATE_COLUMNS`)."""
-        layout = self.layout
-        names = layout.report_names()
+    @cached_property
+    def _reported(self):
+        """Each reported quantity on its CI scale, its derivative in ``x``, and whether any free
+        parameter moves it."""
         x = jnp.asarray(self.x)
-        scaled = np.asarray(layout.report_scaled(x))
-        jac = np.asarray(jax.jacfwd(layout.report_scaled)(x))
-        free = np.asarray(layout.free)
-        estimated = np.abs(jac[:, free]).sum(axis=1) > 0
+        scaled = np.asarray(self.layout.report_scaled(x))
+        jac = np.asarray(jax.jacfwd(self.layout.report_scaled)(x))
+        estimated = np.abs(jac[:, np.asarray(self.layout.free)]).sum(axis=1) > 0
+        return scaled, jac, estimated
+
+    def _natural(self, name: str, scaled: float) -> tuple[float, float]:
+        """A reported quantity on its natural scale, and the slope of that transform."""
+        value, slope = jax.jvp(
+            lambda v: jnp.asarray(self.layout.from_scaled(name, v), dtype=float),
+            (jnp.asarray(scaled),),
+            (jnp.asarray(1.0),),
+        )
+        return float(value), float(slope)
+
+    def estimates_table(self, kind: str | None = None) -> pd.DataFrame:
+        """Estimates with SEs and 95 % CIs, units, and the pharmacometric columns (variance,
+        CV %, shrinkage; see :func:`describe`)."""
+        names = self.layout.report_names()
+        scaled, jac, estimated = self._reported
         cov = self.covariance_matrix(kind)
         if cov is None:
             se_scaled = np.full(len(names), np.nan)
@@ -108,15 +147,10 @@ class PopulationResult:
         se_scaled = np.where(estimated, se_scaled, np.nan)
         rows = []
         for i, name in enumerate(names):
-            value = float(layout.from_scaled(name, jnp.asarray(scaled[i])))
-            _, slope = jax.jvp(
-                lambda v, name=name: jnp.asarray(layout.from_scaled(name, v), dtype=float),
-                (jnp.asarray(scaled[i]),),
-                (jnp.asarray(1.0),),
-            )
-            se = abs(float(slope)) * se_scaled[i]
-            low = float(layout.from_scaled(name, jnp.asarray(scaled[i] - Z95 * se_scaled[i])))
-            high = float(layout.from_scaled(name, jnp.asarray(scaled[i] + Z95 * se_scaled[i])))
+            value, slope = self._natural(name, scaled[i])
+            se = abs(slope) * se_scaled[i]
+            low = float(self.layout.from_scaled(name, jnp.asarray(scaled[i] - Z95 * se_scaled[i])))
+            high = float(self.layout.from_scaled(name, jnp.asarray(scaled[i] + Z95 * se_scaled[i])))
             rows.append(
                 dict(
                     parameter=name,
@@ -127,12 +161,44 @@ class PopulationResult:
                     ci_high=high,
                 )
             )
-        return pd.DataFrame(rows, columns=ESTIMATE_COLUMNS)
+        table = pd.DataFrame(rows, columns=ESTIMATE_COLUMNS)
+        return describe(table, self.layout, fixed=~estimated, shrinkage=self.shrinkage)
 
     @cached_property
     def estimates(self) -> pd.DataFrame:
         """:meth:`estimates_table` with the strategy's SE method."""
         return self.estimates_table()
+
+    def covariance_table(self, kind: str | None = None) -> pd.DataFrame | None:
+        """Covariance of the estimated quantities on their natural (reported) scale, by the
+        delta method; ``None`` without a covariance step."""
+        cov = self.covariance_matrix(kind)
+        if cov is None:
+            return None
+        names = np.array(self.layout.report_names())
+        scaled, jac, estimated = self._reported
+        slopes = np.array([self._natural(n, v)[1] for n, v in zip(names, scaled, strict=True)])
+        natural = (slopes[:, None] * jac)[estimated]
+        matrix = natural @ cov @ natural.T
+        return pd.DataFrame(matrix, index=names[estimated], columns=names[estimated])
+
+    def correlation_table(self, kind: str | None = None) -> pd.DataFrame | None:
+        """Correlation matrix of the estimates; ``None`` without a covariance step."""
+        cov = self.covariance_table(kind)
+        if cov is None:
+            return None
+        sd = np.sqrt(np.diag(cov.to_numpy()))
+        return cov / np.outer(sd, sd)
+
+    @cached_property
+    def correlation_condition_number(self) -> float | None:
+        """Largest over smallest eigenvalue of the correlation matrix of the estimates (NONMEM's
+        ``$COV PRINT=E`` condition number)."""
+        corr = self.correlation_table()
+        if corr is None:
+            return None
+        eigenvalues = np.linalg.eigvalsh(corr.to_numpy())
+        return float(eigenvalues[-1] / eigenvalues[0]) if eigenvalues[0] > 0 else math.inf
 
     def estimate(self, name: str) -> float:
         table = self.estimates.set_index("parameter")
@@ -181,16 +247,67 @@ class PopulationResult:
 
     @cached_property
     def shrinkage(self) -> dict[str, float]:
-        """Eta shrinkage ``1 - SD(eta*) / omega`` per parameter, and epsilon shrinkage
-        ``1 - SD(IWRES)`` (key ``"epsilon"``), as fractions."""
+        """Shrinkage as NONMEM reports it (``ETASHRINKSD``, ``EPSSHRINKSD``), as fractions.
+
+        ``eta_<name>``: ``1 - SD(eta*) / omega``, with the SD of the EBEs over subjects (divisor
+        ``N``); ``epsilon`` (``epsilon_<dvid>`` with several observation types):
+        ``1 - sqrt(mean(IWRES^2))`` over the uncensored observations. Both equal NONMEM 7.5's on
+        its phenobarbital example (``tests/test_nonmem_reference.py``).
+        """
         chol = np.asarray(self.layout.omega_chol(jnp.asarray(self.x)))
         omega = np.sqrt(np.sum(chol**2, axis=1))
-        out = {}
-        if len(self.etas) > 1:
-            sd = np.std(self.etas, axis=0, ddof=1)
-            out = {f"eta_{n}": float(1 - sd[k] / omega[k]) for k, n in enumerate(self.layout.etas)}
+        sd = np.std(self.etas, axis=0)
+        out = {f"eta_{n}": float(1 - sd[k] / omega[k]) for k, n in enumerate(self.layout.etas)}
         iwres = self.diagnostics_arrays.iwres
-        out["epsilon"] = float(1 - np.nanstd(iwres, ddof=1))
+        obs_type = np.asarray(self.problem.arrays.obs_type)
+        for t, dvid in enumerate(self.layout.dvids):
+            values = iwres[(obs_type == t) & np.isfinite(iwres)]
+            key = "epsilon" if len(self.layout.dvids) == 1 else f"epsilon_{dvid}"
+            out[key] = float(1 - np.sqrt(np.mean(values**2))) if values.size else np.nan
+        return out
+
+    @cached_property
+    def warnings(self) -> list[str]:
+        """What a pharmacometrician checks before trusting a fit, one line each."""
+        out = []
+        if self.covariance.message not in ("ok", "not requested"):
+            out.append(f"covariance step: {self.covariance.message}")
+        failed = int((~self.ebe_converged).sum())
+        if failed:
+            out.append(f"the EBE search did not converge for {failed} subject(s)")
+        table = self.estimates
+        for row in table[~table["fixed"]].itertuples():
+            if row.rse_percent > RSE_WARNING:
+                out.append(f"{row.parameter}: RSE {row.rse_percent:.0f} % (> {RSE_WARNING:g} %)")
+            if row.parameter.startswith("omega_") and row.estimate < OMEGA_NEAR_ZERO:
+                out.append(
+                    f"{row.parameter} = {row.estimate:.2g} is near zero: the data do not "
+                    "support variability in it (fix it or remove it)"
+                )
+            if row.parameter.startswith("corr_") and abs(row.estimate) > CORRELATION_BOUND:
+                out.append(f"{row.parameter} = {row.estimate:.3f} is at its bound (+-1)")
+        out += _bound_warnings(self.layout, table)
+        for key, value in self.shrinkage.items():
+            if not np.isfinite(value):
+                continue
+            if value < 0:
+                what = "EBEs" if key.startswith("eta_") else "IWRES"
+                out.append(
+                    f"{key} shrinkage {100 * value:.0f} % is negative: the {what} spread more "
+                    "than the model's variability, so that variance is underestimated or the "
+                    "fit is not at its optimum"
+                )
+            elif value > SHRINKAGE_WARNING / 100:
+                out.append(
+                    f"{key} shrinkage {100 * value:.0f} % (> {SHRINKAGE_WARNING:g} %): "
+                    "diagnostics on individual estimates are unreliable"
+                )
+        condition = self.correlation_condition_number
+        if condition is not None and condition > CONDITION_WARNING:
+            out.append(
+                f"condition number of the correlation matrix {condition:.3g} "
+                f"(> {CONDITION_WARNING:g}): the model is over-parameterised for these data"
+            )
         return out
 
     def diagnostics(self) -> pd.DataFrame:
@@ -233,13 +350,148 @@ class PopulationResult:
             f"OFV (-2 log L) = {self.ofv:.4f}   (NONMEM convention, without n log 2pi: "
             f"{self.ofv_nonmem:.4f})",
         ]
-        if self.covariance.message != "ok":
-            lines.append(f"covariance step: {self.covariance.message}")
-        table = self.estimates.copy()
+        table = self.estimates[ESTIMATE_COLUMNS + ["unit"]]
         lines.append(table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
         shrink = ", ".join(f"{k} {100 * v:.0f} %" for k, v in self.shrinkage.items())
-        lines.append(f"shrinkage: {shrink}")
-        failed = int((~self.ebe_converged).sum())
-        if failed:
-            lines.append(f"warning: the EBE search did not converge for {failed} subject(s)")
+        lines.append(f"shrinkage (SD): {shrink}")
+        lines += [f"warning: {w}" for w in self.warnings]
         return "\n".join(lines)
+
+
+def result_at(
+    problem: Problem,
+    spec: Spec,
+    x=None,
+    *,
+    strategy: Population | None = None,
+    covariance: Covariance | None = None,
+    z=None,
+    message: str = "evaluated at given estimates",
+    **fields,
+) -> PopulationResult:
+    """A :class:`PopulationResult` at given estimates, without fitting: the OFV, EBEs and every
+    diagnostic at ``x`` (default: the problem's initial values), e.g. a published model's
+    estimates or a fit reloaded from disk (:func:`~cartpk.estimation.load_fit`).
+
+    Args:
+        z: warm start of the EBE searches (standardised, ``(P, k)``); the search runs twice, the
+            second time from the first one's EBEs.
+        fields: further :class:`PopulationResult` fields (``converged``, ``iterations`` ...).
+    """
+    x = np.asarray(problem.x0 if x is None else x, dtype=float)
+    evaluator = Evaluator(spec, problem.arrays)
+    free = problem.free_index
+    V = np.zeros((x.size, free.size))
+    V[free, np.arange(free.size)] = 1.0
+    weights = np.ones(problem.arrays.n_subjects)
+    z = np.zeros((problem.arrays.n_subjects, len(problem.layout.etas))) if z is None else z
+    for _ in range(2):
+        out = evaluate_at(evaluator, x, V, weights, z)
+        z = out["z"]
+    fields = {"converged": True, "iterations": 0, "seconds": 0.0, **fields}
+    return PopulationResult(
+        problem=problem,
+        spec=spec,
+        strategy=strategy or Population(method=spec.method, se="sandwich"),
+        x=x,
+        V=V,
+        ofv=float(out["ofv"]),
+        ofv_i=out["ofv_i"],
+        grad=out["grad"],
+        grad_i=out["grad_i"],
+        z=out["z"],
+        g=out["g"],
+        jac=out["jac"],
+        ebe_converged=out["ok"].astype(bool),
+        message=message,
+        evaluations=evaluator.evaluations,
+        covariance=covariance or Covariance(None, None, None, "not requested"),
+        **fields,
+    )
+
+
+def describe(
+    table: pd.DataFrame, layout, *, fixed: np.ndarray, shrinkage: dict[str, float]
+) -> pd.DataFrame:
+    """Add ``unit``, ``fixed``, ``variance``, ``variance_se``, ``cv_percent`` and
+    ``shrinkage_percent`` to a table of :data:`ESTIMATE_COLUMNS` in ``layout.report_names()`` order.
+
+    - ``variance`` (with its SE by the delta method): ``omega^2`` and ``sigma^2``, NONMEM's
+      OMEGA and SIGMA;
+    - ``cv_percent``: ``100 sqrt(exp(omega^2) - 1)`` for a log-normal parameter (exact),
+      ``100 sigma`` for proportional error, ``100 sqrt(exp(sigma^2) - 1)`` for exponential error;
+    - ``shrinkage_percent``: ETA shrinkage on omega rows, EPS shrinkage on sigma rows.
+    """
+    out = table.copy()
+    kinds = dict(_report_kinds(layout))
+    sd_rows = [n.startswith(("omega_", "sigma_")) for n in out["parameter"]]
+    out["unit"] = [_unit(layout, *kinds[n]) for n in out["parameter"]]
+    out["fixed"] = np.asarray(fixed, dtype=bool)
+    out["variance"] = np.where(sd_rows, out["estimate"] ** 2, np.nan)
+    out["variance_se"] = np.where(sd_rows, 2 * out["estimate"] * out["se"], np.nan)
+    out["cv_percent"] = [
+        _cv_percent(layout, *kinds[r.parameter], r.estimate) for r in out.itertuples()
+    ]
+    out["shrinkage_percent"] = [
+        100 * shrinkage.get(_shrinkage_key(layout, *kinds[n]), np.nan) for n in out["parameter"]
+    ]
+    return out[ESTIMATE_COLUMNS + DESCRIPTIVE_COLUMNS]
+
+
+def _report_kinds(layout):
+    """``(reported name, (kind, detail))`` in :meth:`Layout.report_names` order."""
+    for name in layout.names:
+        yield name, ("theta", name)
+    for effect in layout.effects:
+        yield effect.name, ("beta", effect)
+    for name in layout.etas:
+        yield f"omega_{name}", ("omega", name)
+    if layout.block:
+        for a in range(len(layout.etas)):
+            for b in range(a):
+                yield f"corr_{layout.etas[a]}_{layout.etas[b]}", ("corr", None)
+    for t, obs in enumerate(layout.observations):
+        for name in obs.error.parameters:
+            yield layout.sigma_name(t, name), ("sigma", (t, name))
+
+
+def _unit(layout, kind, detail) -> str:
+    if kind == "theta":
+        return layout.model.parameter_set.specs[detail].unit
+    if kind == "beta" and detail.kind == "exponential":
+        return f"1/({detail.column} unit)"
+    if kind == "sigma" and detail[1] == "add":
+        return f"({layout.observations[detail[0]].observable} unit)"
+    return "-"
+
+
+def _cv_percent(layout, kind, detail, value) -> float:
+    if kind == "omega" and layout.model.parameter_set.specs[detail].transform == "log":
+        return 100 * math.sqrt(math.expm1(value**2))
+    if kind == "sigma" and detail[1] == "prop":
+        return 100 * value
+    if kind == "sigma" and detail[1] == "log":
+        return 100 * math.sqrt(math.expm1(value**2))
+    return math.nan
+
+
+def _shrinkage_key(layout, kind, detail) -> str | None:
+    if kind == "omega":
+        return f"eta_{detail}"
+    if kind == "sigma":
+        return "epsilon" if len(layout.dvids) == 1 else f"epsilon_{layout.dvids[detail[0]]}"
+    return None
+
+
+def _bound_warnings(layout, table: pd.DataFrame) -> list[str]:
+    """Estimated typical values of bounded (logit) parameters at a bound."""
+    out = []
+    estimates = table.set_index("parameter")
+    for name in layout.names:
+        spec = layout.model.parameter_set.specs[name]
+        if spec.transform != "logit" or estimates.at[name, "fixed"]:
+            continue
+        value, span = estimates.at[name, "estimate"], spec.upper - spec.lower
+        if min(value - spec.lower, spec.upper - value) < BOUND_FRACTION * span:
+            out.append(f"{name} = {value:.4g} is at a bound of [{spec.lower:g}, {spec.upper:g}]")
+    return out

@@ -38,6 +38,9 @@ class Settings:
     covariates: Sequence[CovariateEffect] = ()
     compartments: Mapping | None = None
     ignore_doses: bool = False
+    columns: Mapping[str, str] | Sequence[str] | None = None
+    ignore: Sequence[str] | None = None
+    accept: Sequence[str] | None = None
     solver: dfx.AbstractSolver = DEFAULT_SOLVER
     rtol: float = DEFAULT_RTOL
     max_steps: int = DEFAULT_MAX_STEPS
@@ -52,6 +55,9 @@ class Settings:
         "covariates",
         "compartments",
         "ignore_doses",
+        "columns",
+        "ignore",
+        "accept",
     )
 
     def problem(self, model: AbstractModel, data) -> Problem:

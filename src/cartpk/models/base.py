@@ -37,6 +37,9 @@ class AbstractModel(eqx.Module):
     #: come before it. ``None`` (default): the initial state is the state before any dose,
     #: valid at any time.
     start_time: ClassVar[float | None] = None
+    #: The unit of time of the equations, the dataset and every label (the built-in models are
+    #: in days; a user model of a PK study in hours declares ``"h"``).
+    time_unit: ClassVar[str] = "d"
 
     @abc.abstractmethod
     def rates(self, t, y: Mapping, p: Mapping, effects: Mapping) -> dict:

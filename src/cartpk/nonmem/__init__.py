@@ -10,9 +10,10 @@ every problem raises one :class:`~cartpk.errors.DatasetError` whose one-line mes
 file, the column and the first offending rows (1-based data rows, the header excluded), and
 whose ``column`` and ``rows`` attributes hold the same.
 
-The reader works in four stages: parse (text to named cells: encoding, separator, decimal
-commas, comment lines), resolve (column roles and aliases), validate (every rule, each once)
-and build (the table and the regimens).
+The reader works in stages: parse (text to named cells: encoding, separator, decimal commas,
+comment lines, NONMEM's ``IGNORE=@``/``IGNORE=c1``), resolve (column roles, aliases and a
+``columns=`` header spec), select (the ``C`` column, ``ignore``/``accept`` conditions), validate
+(every rule, each once) and build (the table and the regimens).
 
 Columns (names are case-insensitive):
 
@@ -25,7 +26,8 @@ Columns (names are case-insensitive):
 ``EVID``, ``MDV``
     Derived NONMEM-style when absent: ``AMT > 0`` makes a dose, any other record is an
     observation (``MDV=0``) or, with ``MDV=1``, an other-type event. An other-type event
-    (``EVID=2``) may not carry an amount. ``EVID`` 3 and 4 (resets) are not supported.
+    (``EVID=2``) may not carry an amount. ``EVID`` 3 and 4 (resets) are refused: the solver
+    cannot reset a subject's state.
 ``CMT`` (Monolix ``ADM``)
     Compartment of a dose: a positive integer or a name. Defaults to 1 when the column is absent.
 ``RATE``, ``DUR``
@@ -34,15 +36,18 @@ Columns (names are case-insensitive):
 ``ADDL``, ``II``
     Additional doses, expanded into single doses every ``II`` after the record.
 ``CENS`` (or a ``BLQ`` flag), ``LIMIT``, ``LLOQ``
-    ``CENS=1``: below the limit, ``-1``: above it. The limit comes from ``LIMIT`` or else
-    ``LLOQ``; ``DV`` may be empty on censored records.
-``DVID`` (Monolix ``YTYPE`` or ``Y``)
-    Integer observation type; 1 when absent.
+    ``CENS=1``: below the limit, ``-1``: above it. The limit is ``LLOQ`` (NONMEM; ``DV`` is
+    then ignored), else ``DV`` (Monolix), else ``LIMIT`` when ``DV`` is empty. A ``LIMIT``
+    beside a different ``DV`` is Monolix's other bound of an interval, and is refused.
+``DV`` (Monolix ``Y``), ``DVID`` (Monolix ``YTYPE``)
+    Observation and integer observation type (1 when absent).
+``C``
+    A record whose ``C`` is neither empty, ``.`` nor 0 is skipped.
 ``SS``
     Steady-state dosing is not supported (only ``SS=0`` is accepted).
 
-Every other column is a numeric covariate, constant or time-varying. In a CSV file an empty field
-or NONMEM's ``.`` means missing.
+Every other column is a covariate, constant or time-varying; one holding text is carried as a
+text column. In a CSV file an empty field or NONMEM's ``.`` means missing.
 """
 
 from ._data import NonmemData as NonmemData

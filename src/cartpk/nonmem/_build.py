@@ -36,6 +36,8 @@ def build(records: Records) -> NonmemData:
         regimens={i: Regimen(tuple(doses.get(i, ()))) for i in records.ids},
         covariates=tuple(records.covariates),
         compartments=mapping,
+        text_columns=tuple(records.text),
+        ignored=records.ignored,
         _dose_names=tuple(sorted(targets)),
     )
 
@@ -54,6 +56,7 @@ def _frame(records: Records) -> pd.DataFrame:
         "DVID": records.dvid,
         **records.given,
         **records.covariates,
+        **records.text,
     }
     frame = pd.DataFrame(data, index=pd.Index(records.rows, name="row"))
     frame["CMT"] = frame["CMT"].astype(object)

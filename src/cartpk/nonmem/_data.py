@@ -170,6 +170,13 @@ class NonmemData:
         Covariate column names as spelled in the source.
     compartments : dict or None
         The ``compartments`` mapping used (keys normalised), or None.
+    text_columns : tuple of str
+        Columns holding text (e.g. ``GROUP`` = ``CR``), carried in :attr:`frame` (str, None where
+        missing) but not in :meth:`observations` or the arrays; a categorical covariate may use
+        them.
+    ignored : dict
+        Rule -> the data rows it skipped: ``"#"`` comment lines, ``"@"`` and other character
+        rules, the ``C`` column, each ``ignore`` condition, and ``"accept ..."``.
     """
 
     source: str
@@ -178,6 +185,8 @@ class NonmemData:
     regimens: dict
     covariates: tuple[str, ...] = ()
     compartments: dict | None = None
+    text_columns: tuple[str, ...] = ()
+    ignored: dict = field(default_factory=dict)
     _dose_names: tuple[str, ...] = field(default=(), repr=False)
 
     def __repr__(self) -> str:
@@ -189,6 +198,16 @@ class NonmemData:
 
     def _observed(self) -> pd.Series:
         return (self.frame["EVID"] == 0) & (self.frame["MDV"] == 0)
+
+    def varying(self, column: str) -> tuple | None:
+        """``(ID, row)`` of the first record where ``column`` changes within a subject (missing
+        values ignored), or None when it is constant within every subject."""
+        for subject, group in self.frame.groupby("ID", sort=False)[column]:
+            present = group.dropna()
+            changed = present != present.iloc[0] if len(present) else present.astype(bool)
+            if changed.any():
+                return subject, int(present.index[np.flatnonzero(changed.to_numpy())[0]])
+        return None
 
     def observations(self) -> pd.DataFrame:
         """The observation records (``EVID=0``, ``MDV=0``) as a long table.
@@ -296,11 +315,7 @@ class NonmemData:
             "  DVIDs: " + ", ".join(f"{k} ({v} obs)" for k, v in dvid_counts.items()),
         ]
         if self.covariates:
-            varying = [
-                name
-                for name in self.covariates
-                if (frame.groupby("ID", sort=False)[name].nunique(dropna=True) > 1).any()
-            ]
+            varying = [name for name in self.covariates if self.varying(name) is not None]
             text = ", ".join(self.covariates)
             lines.append(
                 f"  covariates: {text}"
@@ -308,6 +323,13 @@ class NonmemData:
             )
         else:
             lines.append("  covariates: none")
+        if self.text_columns:
+            lines.append(f"  text columns (carried): {', '.join(self.text_columns)}")
+        if self.ignored:
+            lines.append(
+                "  ignored records: "
+                + ", ".join(f"{len(rows)} by {rule}" for rule, rows in self.ignored.items())
+            )
         if self.compartments is not None:
             used = ", ".join(f"{_fmt(k)} -> {v}" for k, v in self.compartments.items())
             lines.append(f"  compartments: {used}")

@@ -6,6 +6,9 @@ when the first other line is data. The header line fixes the separator: the most
 comma, semicolon and tab. In semicolon- and tab-separated files a decimal comma is read as a
 decimal point (``1,5`` is 1.5). Empty lines and ``#`` lines (NONMEM's ``IGNORE=#``) are skipped
 but keep their place in the row numbering: data row *k* is the *k*-th line after the header.
+NONMEM's other character rules are applied here too when asked: ``IGNORE=c1`` skips records
+whose first character is ``c1``, ``IGNORE=@`` records whose first non-blank character is a
+letter or ``@`` (NONMEM Users Guide VIII, ``$DATA``).
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import codecs
 import csv
 import io
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -41,30 +44,56 @@ class RawTable:
         The cells of each column: an object array of text for a file, the Series of a DataFrame.
     rows : numpy.ndarray
         The 1-based data row of each record.
+    ignored : dict
+        Rule (``"#"``, ``"@"``, ``"C"``, ``"DVID==2"``...) -> the data rows it skipped.
     """
 
     name: str
     names: tuple[str, ...]
     columns: tuple[Any, ...]
     rows: np.ndarray
+    ignored: dict[str, tuple[int, ...]] = field(default_factory=dict)
 
 
-def parse(source: Any, name: str | None = None) -> RawTable:
-    """Read ``source`` (a path, the bytes of a file, or a DataFrame) into a :class:`RawTable`."""
+def skipped_by(first: str, rules: str) -> str | None:
+    """The character rule of ``rules`` that skips a record starting with ``first`` (its first
+    non-blank text), or None: ``@`` matches a letter or ``@``, any other character itself."""
+    for rule in rules:
+        if rule == "@" and first[:1] and (first[0].isalpha() or first[0] == "@"):
+            return rule
+        if rule != "@" and first.startswith(rule):
+            return rule
+    return None
+
+
+def parse(source: Any, name: str | None = None, rules: str = "") -> RawTable:
+    """Read ``source`` (a path, the bytes of a file, or a DataFrame) into a :class:`RawTable`,
+    skipping records by the character ``rules`` (``"@"``, ``"C"``; a DataFrame's record text
+    is its first cell)."""
     if isinstance(source, pd.DataFrame):
         report = Report(name or "<DataFrame>")
         names = [str(c).strip() for c in source.columns]
         for j, label in enumerate(names):
             if not label:
                 report.fail(f"column {j + 1} has no name")
+        rows = np.arange(1, len(source) + 1)
+        keep = np.ones(len(source), dtype=bool)
+        ignored: dict[str, list[int]] = {}
+        if rules and source.shape[1]:
+            for i, cell in enumerate(source.iloc[:, 0].tolist()):
+                rule = skipped_by(str(cell).lstrip(), rules) if isinstance(cell, str) else None
+                if rule is not None:
+                    keep[i] = False
+                    ignored.setdefault(rule, []).append(i + 1)
         return RawTable(
             report.name,
             tuple(names),
-            tuple(source.iloc[:, j] for j in range(source.shape[1])),
-            np.arange(1, len(source) + 1),
+            tuple(source.iloc[keep, j] for j in range(source.shape[1])),
+            rows[keep],
+            {rule: tuple(r) for rule, r in ignored.items()},
         )
     if isinstance(source, bytes | bytearray | memoryview):
-        return parse_bytes(bytes(source), name or "<bytes>")
+        return parse_bytes(bytes(source), name or "<bytes>", rules)
     if isinstance(source, str | os.PathLike):
         report = Report(name or os.fsdecode(source))
         try:
@@ -76,14 +105,14 @@ def parse(source: Any, name: str | None = None) -> RawTable:
             report.fail("not a file (it is a directory)")
         except OSError as error:
             report.fail(f"cannot read the file ({error.strerror or error})")
-        return parse_bytes(raw, report.name)
+        return parse_bytes(raw, report.name, rules)
     raise TypeError(
         f"read_nonmem needs a CSV path, bytes or a pandas DataFrame, got {type(source).__name__}"
     )
 
 
-def parse_bytes(raw: bytes, name: str) -> RawTable:
-    """The content of a CSV file as a :class:`RawTable`."""
+def parse_bytes(raw: bytes, name: str, rules: str = "") -> RawTable:
+    """The content of a CSV file as a :class:`RawTable` (``rules``: as :func:`parse`)."""
     report = Report(name)
     lines = io.StringIO(_decode(raw, report), newline="").readlines()
     start, commented = _find_header(lines, report)
@@ -102,11 +131,16 @@ def parse_bytes(raw: bytes, name: str) -> RawTable:
 
     reader = csv.reader(iter(lines[start + 1 :]), delimiter=separator)
     rows, line_numbers, records = [], [], []
+    ignored: dict[str, list[int]] = {}
     try:
         for row, record in enumerate(reader, 1):
             first = record[0].lstrip() if record else ""
-            if first.startswith("#") or not (first or "".join(record).strip()):
-                continue  # a comment or an empty line
+            if not (first or "".join(record).strip()):
+                continue  # an empty line
+            rule = skipped_by(first, "#" + rules)
+            if rule is not None:
+                ignored.setdefault(rule, []).append(row)
+                continue
             if len(record) > width:
                 filled = [j for j in range(width, len(record)) if record[j].strip()]
                 if not filled:
@@ -134,6 +168,7 @@ def parse_bytes(raw: bytes, name: str) -> RawTable:
         tuple(header[j] for j in keep),
         tuple(columns[j] for j in keep),
         np.array(rows, dtype=np.int64),
+        {rule: tuple(r) for rule, r in ignored.items()},
     )
 
 

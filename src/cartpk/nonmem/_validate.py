@@ -25,6 +25,7 @@ from ._cells import (
     example,
     fmt,
     id_key,
+    number,
     to_float,
 )
 from ._parse import RawTable
@@ -60,9 +61,14 @@ class Records:
     given : dict
         ``RATE, DUR, ADDL, II, SS`` values as in the source, for the columns present.
     covariates : dict
-        Covariate name (as spelled) -> float64 values.
+        Numeric covariate name (as spelled) -> float64 values.
+    text : dict
+        Covariate columns holding text (as spelled) -> their cells (str, None where missing):
+        carried, not covariates until a categorical covariate uses them.
     compartments : dict or None
         The normalised ``compartments`` mapping, or None.
+    ignored : dict
+        Rule -> the data rows it skipped (see :mod:`._select`).
     """
 
     name: str
@@ -83,7 +89,9 @@ class Records:
     ii: np.ndarray
     given: dict[str, np.ndarray]
     covariates: dict[str, np.ndarray]
+    text: dict[str, np.ndarray]
     compartments: dict | None
+    ignored: dict[str, tuple[int, ...]]
 
     @property
     def dosing(self) -> np.ndarray:
@@ -135,7 +143,7 @@ def validate(table: RawTable, columns: Columns, compartments: dict | None) -> Re
     if n == 0:
         report.fail("no data rows")
     col = columns.label
-    values, id_keys = _typed_columns(table, columns, report)
+    values, text, id_keys = _typed_columns(table, columns, report)
     nan = np.full(n, np.nan)
     get = values.get
     time = values["TIME"]
@@ -175,8 +183,14 @@ def validate(table: RawTable, columns: Columns, compartments: dict | None) -> Re
     evid, mdv = get("EVID"), get("MDV")
     if evid is not None:
         report.check(np.isnan(evid), col("EVID"), "missing value(s)")
-        report.check(evid == 3, col("EVID"), "EVID=3 (reset) is not supported")
-        report.check(evid == 4, col("EVID"), "EVID=4 (reset and dose) is not supported")
+        for code, event in ((3, "reset"), (4, "reset and dose")):
+            report.check(
+                evid == code,
+                col("EVID"),
+                f"EVID={code} ({event}) is not supported",
+                "the solver carries each subject's state from event to event and cannot reset "
+                "it; give each period after a reset its own ID",
+            )
         invalid = ~np.isin(evid, (0, 1, 2))
         report.check(
             invalid,
@@ -293,17 +307,27 @@ def validate(table: RawTable, columns: Columns, compartments: dict | None) -> Re
             col("LIMIT"),
             f"{col('LIMIT')} and {col('LLOQ')} disagree",
         )
-    if limit is None:
-        limit = lloq if lloq is not None else nan
-    elif lloq is not None:
-        limit = np.where(np.isnan(limit), lloq, limit)
+    lloq = nan if lloq is None else lloq
+    if limit is not None:
+        report.check(
+            censored & ~np.isnan(dv) & ~np.isnan(limit) & (limit != dv) & np.isnan(lloq),
+            col("LIMIT"),
+            "interval censoring is not supported",
+            f"{col('CENS')}≠0 with {col('DV')} and a different {col('LIMIT')}: as in Monolix, "
+            f"{col('DV')} is the limit and {col('LIMIT')} the other bound of an interval, which "
+            f"the M3 likelihood cannot fit; leave {col('LIMIT')} empty to censor at {col('DV')}",
+        )
+    given = np.where(np.isnan(limit), lloq, limit) if limit is not None else lloq
+    # a censored record's limit: LLOQ (NONMEM; DV is then ignored), else DV (Monolix), else LIMIT
+    at_limit = np.where(~np.isnan(lloq), lloq, np.where(np.isnan(dv), given, dv))
+    limit = np.where(censored, at_limit, given)
     report.check(
         censored & np.isnan(limit),
         col("CENS"),
         "censored observation without a limit",
-        "give LIMIT or LLOQ"
+        f"{col('DV')} is empty; give the limit in {col('DV')}, LIMIT or LLOQ"
         if "LIMIT" in columns or "LLOQ" in columns
-        else "the file has no LIMIT or LLOQ column",
+        else f"{col('DV')} is empty and the file has no LIMIT or LLOQ column",
     )
     if not observed.any():
         report.fail("no observations (no record with EVID=0 and MDV=0)")
@@ -373,29 +397,35 @@ def validate(table: RawTable, columns: Columns, compartments: dict | None) -> Re
         addl=addl,
         ii=ii,
         given={k: values[k] for k in ("RATE", "DUR", "ADDL", "II", "SS") if k in values},
-        covariates={name: values[name] for name in columns.covariates},
+        covariates={name: values[name] for name in columns.covariates if name in values},
+        text=text,
         compartments=compartments,
+        ignored=table.ignored,
     )
 
 
 def _typed_columns(
     table: RawTable, columns: Columns, report: Report
-) -> tuple[dict[str, np.ndarray], list]:
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], list]:
     """The used columns as float64 (NaN where missing; ``CMT`` as compartment keys), checked in
-    file order, and each record's ID key (:func:`~._cells.id_key`)."""
+    file order; covariate columns holding text as text; each record's ID key
+    (:func:`~._cells.id_key`)."""
     values: dict[str, np.ndarray] = {}
+    text: dict[str, np.ndarray] = {}
     id_keys: list = []
     for key, j in sorted(columns.position.items(), key=lambda item: item[1]):
         column, label = table.columns[j], table.names[j]
         if key == "CMT":
             values[key] = _compartment_keys(column, label, report)
             continue
+        if key == "C":
+            continue  # applied by the selection stage
         numbers, bad = to_float(column)
+        if bad.any() and key in columns.covariates:
+            text[key] = _text(column, numbers)
+            continue
         if bad.any():
-            hint = ""
-            if key in columns.covariates:
-                hint = "; covariates must be numeric, choose them with covariates=[...]"
-            report.check(bad, label, "non-numeric value(s)", f"e.g. {example(column, bad)}{hint}")
+            report.check(bad, label, "non-numeric value(s)", f"e.g. {example(column, bad)}")
         infinite = np.isinf(numbers)
         if infinite.any():
             report.check(
@@ -404,7 +434,15 @@ def _typed_columns(
         if key == "ID":
             id_keys = _id_keys(column, numbers, label, report)
         values[key] = numbers
-    return values, id_keys
+    return values, text, id_keys
+
+
+def _text(column: Any, numbers: np.ndarray) -> np.ndarray:
+    """A text column's cells: stripped text, None where missing."""
+    out = np.empty(len(numbers), dtype=object)
+    for i, cell in enumerate(cells(column)):
+        out[i] = None if np.isnan(numbers[i]) and number(cell) is not None else str(cell).strip()
+    return out
 
 
 def _id_keys(column: Any, numbers: np.ndarray, label: str, report: Report) -> list:

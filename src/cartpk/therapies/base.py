@@ -131,6 +131,10 @@ class CombinedModel(AbstractModel):
         return self.core.start_time
 
     @property
+    def time_unit(self):
+        return self.core.time_unit
+
+    @property
     def parameters(self):
         return self.core.parameters + tuple(p for th in self.therapies for p in th.parameters)
 
