@@ -331,7 +331,7 @@ def test_fixed_parameters_covariates_and_labels(study):
         (
             "cov",
             dict(covariates=[CovariateEffect("cmax", "WT")]),
-            "column WT: covariate changes within",
+            "column WT: time-varying covariate",
         ),
         (None, dict(covariates=[CovariateEffect("cmax", "AGE")]), "missing covariate column AGE"),
         (
