@@ -31,7 +31,7 @@ import pandas as pd
 
 from ..errors import CartpkError
 from .bfgs import TrustRegionBFGS
-from .objective import Spec, _forward_gradient, data_terms, predictions, residual_sd
+from .objective import Spec, data_terms, forward_gradient, predictions, residual_sd
 from .problem import Problem, SubjectArrays
 from .results import ESTIMATE_COLUMNS, Z95
 from .strategy import AbstractStrategy, Settings
@@ -100,7 +100,7 @@ def _fit_all(spec, ilayout, strategy_tol, max_steps, starts, x_base, prior_mean,
     """Minimise every (subject, start) pair; then the Hessian at each subject's best start."""
 
     def one(v0, d):
-        objective = _forward_gradient(
+        objective = forward_gradient(
             lambda v, args: individual_objective(spec, ilayout, v, x_base, prior_mean, args)
         )
         solution = optx.minimise(

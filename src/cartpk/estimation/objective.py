@@ -139,7 +139,7 @@ def conditional(spec: Spec, z, ctx, d: SubjectArrays):
 # The random-effect search (primal only: never differentiated)
 
 
-def _forward_gradient(fn):
+def forward_gradient(fn):
     """``fn(y, args)`` whose derivative in ``y`` is one ``jax.jacfwd`` pass (reverse-mode callers
     such as optimistix's BFGS then never transpose the ODE solver). ``args`` is constant."""
 
@@ -162,16 +162,18 @@ def _twice(value):
 
 def search_z(spec: Spec, ctx, d: SubjectArrays, z0):
     """The EBE search: ``(z*, converged)`` by BFGS from the warm start ``z0`` (the previous
-    EBE; 0 at the first evaluation)."""
+    EBE; 0 at the first evaluation). A search that ends on a non-finite objective (a failed
+    solve) has not converged."""
     solution = optx.minimise(
-        _forward_gradient(lambda z, args: conditional(spec, z, *args)),
+        forward_gradient(lambda z, args: conditional(spec, z, *args)),
         TrustRegionBFGS(rtol=0.0, atol=spec.inner_tol),
         z0,
         args=(ctx, d),
         max_steps=spec.inner_max_steps,
         throw=False,
     )
-    return solution.value, solution.result == optx.RESULTS.successful
+    finite = jnp.isfinite(solution.state.f_info.f)
+    return solution.value, (solution.result == optx.RESULTS.successful) & finite
 
 
 # ------------------------------------------------------------------------------------------------
@@ -211,12 +213,14 @@ def taylor(coeffs, delta):
     return value
 
 
-def subject_objective(spec: Spec, ctx, d: SubjectArrays, z0):
-    """``(O_i, z*, converged, g*, J*)`` for one subject (see the module docstring).
+def subject_objective(spec: Spec, ctx, d: SubjectArrays, z0, *, with_status: bool = False):
+    """``(O_i, z*, converged, g*, J*)`` for one subject (see the module docstring), and the
+    solver's status code at the EBE last when ``with_status``.
 
     ``g*`` and ``J*`` are the transformed predictions at the EBE and their derivatives in the
-    varying parameters. Differentiable in ``ctx``; the ODE solver only sees values without
-    tangents.
+    varying parameters. ``converged`` is false unless the EBE search converged, the solve at
+    the EBE succeeded and ``O_i`` is finite (``O_i`` is then ``+inf``). Differentiable in
+    ``ctx``; the ODE solver only sees values without tangents.
     """
     layout = spec.layout
     order = 3 if spec.method == "laplace" else 2
@@ -248,8 +252,14 @@ def subject_objective(spec: Spec, ctx, d: SubjectArrays, z0):
         z = z_star
     g, sd = local(z, ctx)
     base = jnp.sum(data_terms(g, sd, d)) + z @ z
+
+    def outputs(value):
+        value = _valid(value, status)
+        out = (value, z_star, ok & jnp.isfinite(value), coeffs[0], coeffs[1])
+        return (*out, status) if with_status else out
+
     if not k:
-        return _valid(base, status), z_star, ok, coeffs[0], coeffs[1]
+        return outputs(base)
     if spec.method == "laplace":
         curv = jax.hessian(lambda z: local_conditional(z, ctx) - z @ z)(z)
     else:
@@ -260,7 +270,7 @@ def subject_objective(spec: Spec, ctx, d: SubjectArrays, z0):
     matrix = jnp.eye(k) + 0.5 * curv
     factor = jnp.linalg.cholesky(0.5 * (matrix + matrix.T))
     logdet = 2 * jnp.sum(jnp.log(jnp.diagonal(factor)))
-    return _valid(base + logdet, status), z_star, ok, coeffs[0], coeffs[1]
+    return outputs(base + logdet)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -286,8 +296,10 @@ def evaluate_rows(spec: Spec, arrays: SubjectArrays, x0, V, s, z0):
 
     Returns:
         dict of per-row arrays: ``ofv_i`` ``(C,)``, ``grad_i`` ``(C, m)`` (d O_i / d s), ``z``
-        ``(C, k)``, ``ok`` (EBE search converged), and at the EBEs the transformed predictions
-        ``g`` ``(C, n)`` and their derivatives in the varying parameters ``jac`` ``(C, n, K')``.
+        ``(C, k)``, ``ok`` (EBE search converged and ``O_i`` finite), ``status`` (the solver's
+        :class:`~cartpk.simulate.Status` code at the EBE), and at the EBEs the transformed
+        predictions ``g`` ``(C, n)`` and their derivatives in the varying parameters ``jac``
+        ``(C, n, K')``. A failed solve gives ``ofv_i = +inf`` and a zero gradient.
     """
     layout = spec.layout
 
@@ -295,11 +307,12 @@ def evaluate_rows(spec: Spec, arrays: SubjectArrays, x0, V, s, z0):
         def contribution(s):
             x = x0 + V @ s
             ctx = (layout.typical(x, d.design), layout.omega_chol(x), layout.sigmas(x))
-            ofv_i, *rest = subject_objective(spec, ctx, d, z0)
+            ofv_i, *rest = subject_objective(spec, ctx, d, z0, with_status=True)
             return ofv_i, (ofv_i, *rest)
 
-        grad_i, (ofv_i, z, ok, g, jac) = jax.jacfwd(contribution, has_aux=True)(s)
-        return dict(ofv_i=ofv_i, grad_i=grad_i, z=z, ok=ok, g=g, jac=jac)
+        grad_i, (ofv_i, z, ok, g, jac, status) = jax.jacfwd(contribution, has_aux=True)(s)
+        grad_i = jnp.where(jnp.isfinite(ofv_i), grad_i, 0.0)
+        return dict(ofv_i=ofv_i, grad_i=grad_i, z=z, ok=ok, g=g, jac=jac, status=status)
 
     return jax.vmap(row)(arrays, x0, V, s, z0)
 
