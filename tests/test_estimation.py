@@ -21,6 +21,7 @@ import cartpk
 from cartpk.cli import main
 from cartpk.estimation import (
     ERROR_KINDS,
+    SAEM,
     Additive,
     Combined,
     CovariateEffect,
@@ -220,14 +221,71 @@ def test_population_gradient_matches_finite_differences(pop_fit):
 # Recovery, standard errors, diagnostics
 
 
-def test_parameter_recovery(pop_fit):
+def _assert_recovered(result):
     """Acceptance: cmax, tmax, alpha within 20 %, the other typical values within 50 %."""
+    for name, truth in TRUTH.items():
+        error = abs(result.estimate(name) / truth - 1)
+        assert error < (0.2 if name in ("cmax", "tmax", "alpha") else 0.5), (name, error)
+    assert abs(result.estimate("sigma_log") / 0.3 - 1) < 0.2
+
+
+def test_parameter_recovery(pop_fit):
     assert pop_fit.converged, pop_fit.message
     assert pop_fit.x.dtype == np.float64 and pop_fit.z.dtype == np.float64
-    for name, truth in TRUTH.items():
-        error = abs(pop_fit.estimate(name) / truth - 1)
-        assert error < (0.2 if name in ("cmax", "tmax", "alpha") else 0.5), (name, error)
-    assert abs(pop_fit.estimate("sigma_log") / 0.3 - 1) < 0.2
+    _assert_recovered(pop_fit)
+
+
+@pytest.fixture(scope="module")
+def saem_fit(study, pop_fit):
+    # after pop_fit: the linearization covariance step reuses its compiled FOCE-I objective
+    return fit(MODEL, study, SAEM(iterations=(100, 60), samples=100, seed=1), **SOLVER)
+
+
+def test_saem_recovers_the_typical_values_and_agrees_with_foce(saem_fit, pop_fit):
+    """SAEM within the recovery bounds, its variabilities within 30 % of the truth (0.3), its
+    estimates near FOCE-I's, and its importance-sampling -2LL near FOCE-I's OFV."""
+    _assert_recovered(saem_fit)
+    saem, foce = (r.estimates.set_index("parameter")["estimate"] for r in (saem_fit, pop_fit))
+    for name in TRUTH:
+        assert abs(saem[f"omega_{name}"] / 0.3 - 1) < (0.5 if name == "foldx" else 0.3), name
+        assert abs(saem[name] / foce[name] - 1) < 0.1, (name, saem[name], foce[name])
+    assert saem_fit.covariance.message == "ok"
+    assert np.all(np.isfinite(saem_fit.estimates["se"]))
+    ll, se = (saem_fit.extra[k] for k in ("ofv_importance_sampling", "ofv_importance_sampling_se"))
+    assert 0 < se < 5
+    assert abs(ll - pop_fit.ofv) < 10  # the Laplace-type approximation against the MC integral
+    assert saem_fit.strategy.method == "saem" and "SAEM fit" in saem_fit.summary()
+
+
+def test_saem_is_reproducible(study, saem_fit):
+    """The same seed gives the same estimates; another seed other ones."""
+    short = dict(iterations=(3, 2), samples=0, se="none")
+    runs = [fit(MODEL, study, SAEM(seed=seed, **short), **SOLVER).x for seed in (5, 5, 6)]
+    np.testing.assert_array_equal(runs[0], runs[1])
+    assert not np.array_equal(runs[0], runs[2])
+
+
+def test_saem_m_step_is_the_sample_mean_and_covariance(study):
+    """Closed form: with E[phi_i] and mean E[phi phi^T] from fixed samples, the M-step gives
+    their mean as typical values and their (divisor N) covariance as Omega."""
+    from cartpk.estimation.saem import m_step, roles
+
+    problem = build_problem(MODEL, study)
+    layout = problem.layout
+    rng = np.random.default_rng(3)
+    phi = rng.normal(size=(40, len(layout.etas))) * 0.3 + 1.0
+    x = m_step(
+        layout,
+        roles(layout, layout.free),
+        problem.x0,
+        np.asarray(problem.arrays.design),
+        phi,
+        phi.T @ phi / 40,
+        np.zeros(len(layout.etas)),
+    )
+    for j, name in enumerate(layout.etas):
+        assert x[layout.index("theta", name)] == pytest.approx(phi[:, j].mean(), rel=1e-12)
+        assert np.exp(x[layout.index("omega", name)]) == pytest.approx(phi[:, j].std(), rel=1e-9)
 
 
 def test_estimates_table_and_standard_errors(pop_fit):

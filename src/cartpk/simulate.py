@@ -61,15 +61,20 @@ class Status(eqx.Enumeration):
 _STATUS_TREE = jax.tree.structure(Status.successful)
 
 
-def _code(member: Status) -> int:
+def status_code(member: Status) -> int:
     """The integer code of a :class:`Status` member."""
     (value,) = jax.tree.leaves(member)
     return int(value)
 
 
-def _member(codes) -> Status:
+def status_member(codes) -> Status:
     """The :class:`Status` member(s) of integer code(s), any shape (traced or not)."""
     return jax.tree.unflatten(_STATUS_TREE, [codes])
+
+
+def status_message(code: int) -> str:
+    """The user-facing message of a :class:`Status` code ("" for success)."""
+    return Status[status_member(np.asarray(code, dtype=np.int32))]
 
 
 #: Default solver and tolerances, chosen by measurement (see ``docs/numerics.md``).
@@ -99,23 +104,23 @@ class Solution(eqx.Module):
     @property
     def ok(self):
         """Boolean (per patient): the solve succeeded."""
-        return self.status == _code(Status.successful)
+        return self.status == status_code(Status.successful)
 
     @property
     def result(self) -> Status:
         """``status`` as :class:`Status` members: ``solution.result == Status.max_steps_reached``
         is a per-patient boolean array, also under ``jit`` and ``vmap``."""
-        return _member(jnp.asarray(self.status))
+        return status_member(jnp.asarray(self.status))
 
     def failures(self, params: Mapping | None = None) -> list[str]:
         """One message per failed patient, naming it and, if ``params`` given, its parameters."""
         single = np.ndim(self.status) == 0
         status = np.atleast_1d(np.asarray(self.status))
         messages = []
-        for index in np.flatnonzero(status.ravel() != _code(Status.successful)):
+        for index in np.flatnonzero(status.ravel() != status_code(Status.successful)):
             where = np.unravel_index(index, status.shape)
             label = "the patient" if single else "patient " + ",".join(str(i) for i in where)
-            message = f"{label}: {Status[_member(np.asarray(status.ravel()[index]))]}"
+            message = f"{label}: {Status[status_member(np.asarray(status.ravel()[index]))]}"
             if params is not None:
                 values = ", ".join(
                     f"{k}={float(np.broadcast_to(np.asarray(v), status.shape)[where]):.4g}"
@@ -328,7 +333,7 @@ def simulate_population_chunks(
     chunk = -(-chunk // n_devices) * n_devices  # a multiple of the number of devices
     statics = (model, solver, adjoint, int(max_steps))
     n_events = _max_events(doses, n, chunk) if stepping == "shared" else None
-    retry = [_code(Status.max_steps_reached), _code(Status.solver_failed)]
+    retry = [status_code(Status.max_steps_reached), status_code(Status.solver_failed)]
 
     def launch(part, how):
         pb = {k: _pad(v[part], chunk) for k, v in batched.items()}
@@ -377,7 +382,9 @@ def _solve_one(model, solver, adjoint, max_steps, params, doses, times, rtol, at
         times,
         y0,
         (doses.times, doses.bolus, doses.rate),
-        jnp.where(params_ok, _code(Status.successful), _code(Status.illegal_parameters)),
+        jnp.where(
+            params_ok, status_code(Status.successful), status_code(Status.illegal_parameters)
+        ),
     )
     status, named, observables = _outputs(model, params, times, ys, status, atol_scale)
     return Solution(times, named, observables, status, steps)
@@ -431,14 +438,14 @@ def _integrate(term, solver, controller, adjoint, max_steps, params, times, y0, 
         ys = jnp.where(here.reshape((-1,) + (1,) * y0.ndim), sol.ys[:-1], ys)
         code = jnp.where(
             sol.result == dfx.RESULTS.successful,
-            _code(Status.successful),
+            status_code(Status.successful),
             jnp.where(
                 sol.result == dfx.RESULTS.max_steps_reached,
-                _code(Status.max_steps_reached),
-                _code(Status.solver_failed),
+                status_code(Status.max_steps_reached),
+                status_code(Status.solver_failed),
             ),
         )
-        status = jnp.where(status == _code(Status.successful), code, status)
+        status = jnp.where(status == status_code(Status.successful), code, status)
         return (sol.ys[-1], ys, status, steps + sol.stats["num_steps"]), None
 
     init = (y0, jnp.zeros((times.shape[0],) + y0.shape), status, 0)
@@ -495,10 +502,10 @@ def _solve_shared(model, solver, adjoint, max_steps, pb, ps, doses, times, rtol,
         times,
         y0,
         (doses.times, bolus, rates),
-        _code(Status.successful),
+        status_code(Status.successful),
     )
     ys = jnp.transpose(ys, (2, 0, 1))  # (patients, times, states)
-    status = jnp.where(ok, code, _code(Status.illegal_parameters))
+    status = jnp.where(ok, code, status_code(Status.illegal_parameters))
     status, named, observables = jax.vmap(
         lambda y, b, s: _outputs(model, {**ps, **b}, times, y, s, atol_scale)
     )(ys, pb, status)
@@ -525,10 +532,10 @@ def _outputs(model, params, times, ys, status, atol_scale):
     positive = jnp.all(jnp.where(nonneg, ys >= floor, True))
     found = jnp.where(
         ~finite,
-        _code(Status.nonfinite_state),
-        jnp.where(~positive, _code(Status.negative_state), _code(Status.successful)),
+        status_code(Status.nonfinite_state),
+        jnp.where(~positive, status_code(Status.negative_state), status_code(Status.successful)),
     )
-    status = jnp.where(status == _code(Status.successful), found, status)
+    status = jnp.where(status == status_code(Status.successful), found, status)
     named = model.unpack(ys)
     observables = jax.vmap(lambda t, y: model.observables(t, model.unpack(y), params))(times, ys)
     return status, named, observables

@@ -1,4 +1,7 @@
-"""``cartpk check DATA.csv``: validate a NONMEM-style dataset and summarise it."""
+"""``cartpk check DATA.csv``: validate a NONMEM-style dataset and summarise it.
+
+``--columns``, ``--ignore`` and ``--accept`` read the file as ``cartpk fit`` does (column roles,
+NONMEM's IGNORE/ACCEPT rules); warnings are printed as one ``warning: ...`` line each."""
 
 from __future__ import annotations
 
@@ -6,19 +9,25 @@ import argparse
 
 from ..nonmem import read_nonmem
 from ._console import Console
+from .fit import add_dataset_options, dataset_options
 
 
 def add_parser(commands) -> None:
     parser = commands.add_parser(
         "check",
         help="validate a NONMEM-style dataset and summarise it",
-        description=__doc__,
+        description=__doc__.split("\n\n")[0],
     )
     parser.add_argument(
         "data", help="CSV file with ID, TIME, DV and optionally AMT, EVID, MDV, CMT, CENS, ..."
     )
+    add_dataset_options(parser)
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> None:
-    Console()(read_nonmem(args.data).summary())
+    say = Console()
+    options = dataset_options(args)
+    with say.showing_warnings():
+        data = read_nonmem(args.data, **options)
+    say(data.summary())

@@ -4,8 +4,14 @@ Population fits (FOCE-I or Laplace) or individual fits. Writes ``estimates.csv``
 SEs, CIs, units, variances, CV % and shrinkage; ``docs/fit_results.md``), ``individual.csv`` (one
 row per ID), for population fits ``covariance.csv``, ``correlation.csv``, ``fit.json`` (reloaded by
 ``cartpk.estimation.load_fit``), ``diagnostics.csv`` (PRED, IPRED, IWRES, CWRES), ``gof.png``,
-``vpc.csv`` and ``vpc.png``; ``profile.csv``/``profile.png`` and ``bootstrap.csv`` when asked;
+``individual_fits.png``, ``residuals.png``, ``eta_covariates.png`` (with covariate columns),
+``vpc.csv`` and ``vpc.png``, ``npde.csv``, ``npde_summary.csv``, ``pcvpc.csv`` and ``pcvpc.png``
+(``--replicates``); ``profile.csv``/``profile.png`` and ``bootstrap.csv`` when asked;
 ``inputs/data.csv`` and ``manifest.json``.
+
+Warnings raised while the dataset is read and the fit is built (e.g. a dose-independent model
+counting each subject's time from its dose) are printed as one ``warning: ...`` line each, even
+with ``--quiet``, and recorded in the manifest.
 """
 
 from __future__ import annotations
@@ -13,14 +19,16 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import warnings
 
 import numpy as np
 import pandas as pd
 
 from .. import plots
-from ..errors import CartpkError
+from ..errors import CartpkError, DatasetError
 from ..estimation import (
     ERROR_MODELS,
+    SAEM,
     SOLVERS,
     CovariateEffect,
     Individual,
@@ -33,17 +41,29 @@ from ..estimation import (
     fit,
     load_model,
     model_observables,
+    npde_summary,
+    npde_table,
+    pcvpc_table,
     profile,
     raise_if_not_converged,
 )
+from ..estimation.pcvpc import observation_points
 from ..estimation.saved import fit_record, model_reference
 from ..estimation.uncertainty import CHI2_95
 from ..nonmem import read_nonmem
+from ..nonmem._select import conditions
 from ._console import Console
 from ._folder import ResultsFolder
 
-#: Rough bytes on disk per observation (diagnostics, VPC) and per figure.
+#: Rough bytes on disk per observation and table (diagnostics, VPC, NPDE, pcVPC) and per figure.
 _ROW_BYTES, _FIGURE_BYTES = 400, 400_000
+#: Figures a fit may write (gof, individual fits, residuals, ETA vs covariates, VPC, pcVPC,
+#: profiles), with room to spare.
+_FIGURES = 10
+#: Default simulation replicates of the NPDE and the pcVPC.
+REPLICATES = 200
+#: A numeric covariate with at most this many distinct integer values is drawn as categories.
+_CATEGORICAL_LEVELS = 5
 
 
 def add_parser(commands) -> None:
@@ -56,12 +76,20 @@ def add_parser(commands) -> None:
     fit_.add_argument(
         "--model", required=True, help="multiphasic, blood_stroma_tumour or path/file.py:Class"
     )
+    add_dataset_options(fit_)
     fit_.add_argument("--out", required=True, help="results folder (created; see --force)")
     fit_.add_argument(
         "--method",
-        choices=("foce", "laplace", "individual"),
+        choices=("foce", "laplace", "saem", "individual"),
         default="foce",
-        help="estimation method (default: foce, i.e. FOCE-I)",
+        help="estimation method: foce (FOCE-I), laplace, saem (stochastic approximation EM, as "
+        "Monolix) or individual (per-subject ML) (default: foce)",
+    )
+    fit_.add_argument(
+        "--saem-iterations",
+        metavar="K1,K2",
+        default="300,200",
+        help="SAEM exploration and smoothing iterations (default: 300,200)",
     )
     fit_.add_argument(
         "--force", action="store_true", help="replace an earlier cartpk results folder in --out"
@@ -124,38 +152,80 @@ def add_parser(commands) -> None:
         "--vpc", type=int, default=200, metavar="N", help="VPC replicates (0: none; default 200)"
     )
     fit_.add_argument(
+        "--replicates",
+        type=int,
+        default=REPLICATES,
+        metavar="N",
+        help="simulations of the study for the NPDE (npde.csv, npde_summary.csv) and the "
+        "prediction-corrected VPC (pcvpc.csv, pcvpc.png); must exceed every subject's number of "
+        "observations (0: none; default: %(default)s)",
+    )
+    fit_.add_argument(
         "--starts", type=int, default=8, help="starts per subject, individual fits (default: 8)"
     )
     fit_.add_argument(
-        "--seed", type=int, default=0, help="seed of VPC, bootstrap and starts (default: 0)"
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of VPC, NPDE, pcVPC, bootstrap and starts (default: 0)",
     )
-    fit_.add_argument("--quiet", action="store_true", help="no progress messages")
+    fit_.add_argument(
+        "--quiet", action="store_true", help="no progress messages (warnings are still printed)"
+    )
     fit_.set_defaults(run=run)
+
+
+def _saem_iterations(text: str) -> tuple[int, int]:
+    try:
+        k1, k2 = (int(v) for v in text.split(","))
+    except ValueError:
+        raise CartpkError(
+            f"--saem-iterations: expected K1,K2 (two integers), got {text!r}"
+        ) from None
+    if k1 < 1 or k2 < 1:
+        raise CartpkError(f"--saem-iterations: both counts must be positive, got {text!r}")
+    return k1, k2
 
 
 def run(args: argparse.Namespace) -> None:
     say = Console(args.quiet)
     _check_numbers(args)
+    reading = dataset_options(args)
     population = args.method != "individual"
     profiles = [n.strip() for n in (args.profile or "").split(",") if n.strip()]
-    if not population and (profiles or args.bootstrap):
-        raise CartpkError("--profile and --bootstrap need a population fit (--method foce/laplace)")
-    with ResultsFolder(args.out, command="cartpk fit", force=args.force) as results:
+    if args.method not in ("foce", "laplace") and (profiles or args.bootstrap):
+        raise CartpkError(
+            "--profile and --bootstrap need a FOCE-I or Laplace fit (--method foce/laplace)"
+        )
+    iterations = _saem_iterations(args.saem_iterations)
+    replicates = args.replicates if population else 0
+    with (
+        ResultsFolder(args.out, command="cartpk fit", force=args.force) as results,
+        say.showing_warnings() as shown,
+    ):
         content = results.read_input("data", args.data, suffix=".csv")
         model = load_model(args.model)
         model_file = _save_model_file(results, model)
         options = options_from_args(args, model)
-        data = read_nonmem(content, name=args.data, compartments=options["compartments"])
+        data = read_nonmem(content, name=args.data, compartments=options["compartments"], **reading)
         problem = build_problem(model, data, **_problem_options(options))
+        # the problem records how its data were read (fit.json)
+        problem.options.update({k: v for k, v in reading.items() if v is not None})
         for name in profiles:  # before the fit, not after it
             estimated_index(problem.layout, name)
+        _check_replicates(replicates, problem)
         n_rows = len(data.observations())
-        results.reserve(n_rows * _ROW_BYTES * (2 if args.vpc else 1) + 6 * _FIGURE_BYTES)
-        if population:
+        n_tables = 1 + bool(population and args.vpc) + 2 * bool(replicates)
+        results.reserve(n_rows * _ROW_BYTES * n_tables + _FIGURES * _FIGURE_BYTES)
+        if args.method == "saem":
+            strategy = SAEM(iterations=iterations, se=args.se, seed=args.seed)
+        elif population:
             strategy = Population(method=args.method, max_iter=args.max_iter, se=args.se)
         else:
             strategy = Individual(starts=args.starts, seed=args.seed)
-        result = fit(model, data, strategy, progress=say, **options)
+        result = fit(
+            model, problem, strategy, progress=say, solver=options["solver"], rtol=options["rtol"]
+        )
         say(result.summary())
         tables, figures, summary = fit_outputs(
             result,
@@ -166,11 +236,15 @@ def run(args: argparse.Namespace) -> None:
                 else None
             ),
             vpc_replicates=args.vpc,
+            replicates=replicates,
             seed=args.seed,
             progress=say,
             model_file=model_file,
         )
-        results.write({**tables, **figures}, options=_recorded(args, options), result=summary)
+        summary["run_warnings"] = list(shown)
+        results.write(
+            {**tables, **figures}, options=_recorded(args, options, reading), result=summary
+        )
     say(f"results in {args.out}/")
     if population:
         raise_if_not_converged(result)
@@ -186,6 +260,7 @@ def save_fit(
     data=None,
     options: dict | None = None,
     vpc_replicates: int = 200,
+    replicates: int = REPLICATES,
     seed: int = 0,
     progress=None,
 ):
@@ -196,6 +271,7 @@ def save_fit(
         out: the results folder (the rules of :class:`ResultsFolder` apply).
         data: the dataset's path, hashed into the manifest and copied to ``inputs/``.
         options: recorded in the manifest.
+        vpc_replicates, replicates: simulations of the VPC and of the NPDE and pcVPC (0: none).
     """
     with ResultsFolder(out, command="cartpk fit", force=force) as results:
         if data is not None:
@@ -204,6 +280,7 @@ def save_fit(
         tables, figures, summary = fit_outputs(
             result,
             vpc_replicates=vpc_replicates,
+            replicates=replicates,
             seed=seed,
             progress=progress,
             model_file=model_file,
@@ -217,12 +294,17 @@ def fit_outputs(
     profiles=(),
     bootstrap=None,
     vpc_replicates: int = 200,
+    replicates: int = 0,
     seed: int = 0,
     progress=None,
     model_file: str | None = None,
 ):
     """The tables (name -> writer), figures and other files (name -> writer) and the manifest
-    summary of a fit (``model_file``: where a user model's file is saved in the folder)."""
+    summary of a fit (``model_file``: where a user model's file is saved in the folder).
+
+    ``vpc_replicates``: simulations of the VPC; ``replicates``: of the NPDE (``npde.csv``,
+    ``npde_summary.csv``) and the prediction-corrected VPC (``pcvpc.csv``, ``pcvpc.png``); 0: none.
+    """
     say = progress or (lambda line: None)
     tables = {"estimates.csv": result.estimates, "individual.csv": result.individual}
     figures = {}
@@ -245,12 +327,26 @@ def fit_outputs(
         title = f"{type(layout.model).__name__}, {result.strategy.method.upper()}"
         unit = layout.model.time_unit
         figures["gof.png"] = _figure(plots.goodness_of_fit, diagnostics, log_scale, title, unit)
+        figures["individual_fits.png"] = _figure(
+            plots.individual_fits, diagnostics, log_scale, unit
+        )
+        covariates = _eta_covariate_table(result)
+        if covariates is not None:
+            individual, units, categorical = covariates
+            figures["eta_covariates.png"] = _figure(
+                lambda: plots.eta_covariates(
+                    individual, list(layout.etas), units, categorical=categorical
+                )
+            )
         for name, matrix in (
             ("covariance.csv", result.covariance_table()),
             ("correlation.csv", result.correlation_table()),
         ):
             if matrix is not None:
                 tables[name] = matrix.rename_axis("parameter").reset_index()
+        history = result.iterations_table()
+        if len(history):
+            tables["iterations.csv"] = history
         summary.update(
             method=result.strategy.method,
             ofv_nonmem=_number(result.ofv_nonmem),
@@ -275,9 +371,44 @@ def fit_outputs(
             }
             limits = result.problem.data.observations()["LIMIT"].dropna()
             limit = float(limits.median()) if len(limits) else None
+            observed = observation_points(result, prediction_corrected=False)
             figures["vpc.png"] = _figure(
-                plots.visual_predictive_check, vpc, observables, limit, unit
+                lambda: plots.visual_predictive_check(
+                    vpc, observables, limit, unit, observed=observed
+                )
             )
+        npde = None
+        if replicates > 0:
+            say(f"NPDE: simulating {replicates} replicates of the study")
+            npde = npde_table(result, replicates=replicates, seed=seed)
+            tables["npde.csv"] = npde
+            if np.isfinite(npde["NPDE"]).sum() >= 3:
+                tests = npde_summary(npde["NPDE"])
+                tables["npde_summary.csv"] = tests
+                say(_npde_line(tests))
+                summary["npde"] = {
+                    q: _number(v) for q, v in zip(tests["quantity"], tests["value"], strict=True)
+                }
+            else:
+                warnings.warn("NPDE: fewer than 3 values, no npde_summary.csv", stacklevel=2)
+            say(f"pcVPC: simulating {replicates} replicates of the study")
+            pcvpc = pcvpc_table(result, replicates=replicates, seed=seed)
+            tables["pcvpc.csv"] = pcvpc
+            points = observation_points(result, prediction_corrected=True)
+            observables = {
+                d: (o.observable, o.error.log_scale)
+                for d, o in zip(layout.dvids, layout.observations, strict=True)
+            }
+            figures["pcvpc.png"] = _figure(
+                lambda: _titled(
+                    plots.visual_predictive_check(pcvpc, observables, None, unit, observed=points),
+                    "prediction-corrected VPC: observations and simulations scaled to the median "
+                    "PRED of their time bin",
+                )
+            )
+        figures["residuals.png"] = _figure(
+            lambda: plots.residual_panels(diagnostics, npde, unit, log_scale=log_scale)
+        )
     if profiles:
         tables["profile.csv"] = pd.concat(profiles, ignore_index=True)
         figures["profile.png"] = _figure(plots.likelihood_profiles, list(profiles), CHI2_95)
@@ -290,6 +421,51 @@ def fit_outputs(
             k: [float(a), float(b)] for k, (a, b) in bootstrap.attrs["ci"].items()
         }
     return {name: _csv(frame) for name, frame in tables.items()}, figures, summary
+
+
+def _eta_covariate_table(result):
+    """``individual.csv`` with every covariate column of the dataset (its first value per
+    subject), the covariates' units and the categorical ones; None without etas or covariates."""
+    data = result.problem.data
+    names = [*data.covariates, *data.text_columns]
+    etas = result.layout.etas
+    if not names or not etas:
+        return None
+    table = result.individual.copy()
+    ids = list(result.problem.ids)
+    frame = data.frame[data.frame["ID"].isin(ids)]
+    categorical = list(data.text_columns)
+    for name in names:
+        first = frame.groupby("ID", sort=False)[name].first()
+        table[name] = [first.get(i) for i in ids]
+        values = pd.to_numeric(table[name], errors="coerce").dropna()
+        if name not in categorical and (
+            values.nunique() <= _CATEGORICAL_LEVELS and np.all(values == np.round(values))
+        ):
+            categorical.append(name)
+    units = {name: "-" if name in categorical else "data unit" for name in names}
+    return table, units, categorical
+
+
+def _npde_line(tests: pd.DataFrame) -> str:
+    v = dict(zip(tests["quantity"], tests["value"], strict=True))
+    return (
+        f"NPDE: mean {v['mean']:.3g} (SE {v['se_mean']:.2g}), variance {v['variance']:.3g} "
+        f"(SE {v['se_variance']:.2g}); p-values: mean {v['p_mean']:.3g}, variance "
+        f"{v['p_variance']:.3g}, normality {v['p_normality']:.3g}, global {v['p_global']:.3g}"
+    )
+
+
+def _check_replicates(replicates: int, problem) -> None:
+    """The NPDE need more simulations than any subject has observations (known before the fit)."""
+    if replicates <= 0:
+        return
+    most = int(np.asarray(problem.arrays.mask).sum(axis=1).max())
+    if replicates <= most:
+        raise CartpkError(
+            f"--replicates {replicates}: the NPDE need more replicates than the largest number of "
+            f"observations of one subject ({most}); give more, or 0 for no NPDE and pcVPC"
+        )
 
 
 def _save_model_file(results: ResultsFolder, model) -> str | None:
@@ -316,6 +492,11 @@ def _figure(draw, *args):
     return lambda path: plots.save(draw(*args), path)
 
 
+def _titled(fig, title: str):
+    fig.suptitle(title)
+    return fig
+
+
 def _number(value) -> float | None:
     return None if value is None else float(value)
 
@@ -331,7 +512,14 @@ def _check_numbers(args) -> None:
     """Every numeric option, before any file is read."""
     if not (math.isfinite(args.rtol) and 0 < args.rtol < 1):
         raise CartpkError(f"--rtol must be a number in (0, 1), got {args.rtol}")
-    for name, low in (("max_iter", 1), ("starts", 1), ("vpc", 0), ("bootstrap", 0), ("seed", 0)):
+    for name, low in (
+        ("max_iter", 1),
+        ("starts", 1),
+        ("vpc", 0),
+        ("replicates", 0),
+        ("bootstrap", 0),
+        ("seed", 0),
+    ):
         if getattr(args, name) < low:
             raise CartpkError(
                 f"--{name.replace('_', '-')} must be >= {low}, got {getattr(args, name)}"
@@ -433,10 +621,14 @@ def _problem_options(options: dict) -> dict:
     return {k: v for k, v in options.items() if k not in ("solver", "rtol")}
 
 
-def _recorded(args, options) -> dict:
+def _recorded(args, options, reading) -> dict:
     """The options as the manifest records them."""
+    population = args.method != "individual"
     return {
         "model": args.model,
+        "columns": reading["columns"],
+        "ignore": reading["ignore"],
+        "accept": reading["accept"],
         "method": args.method,
         "observations": {
             str(k): {"observable": v.observable, "error": v.error.kind}
@@ -453,8 +645,106 @@ def _recorded(args, options) -> dict:
         "rtol": args.rtol,
         "se": args.se,
         "max_iter": args.max_iter,
-        "vpc_replicates": args.vpc if args.method != "individual" else 0,
+        "vpc_replicates": args.vpc if population else 0,
+        "replicates": args.replicates if population else 0,
         "bootstrap": args.bootstrap,
         "profile": args.profile,
         "seed": args.seed,
     }
+
+
+# -- reading the dataset (cartpk fit and cartpk check) ---------------------------------------
+
+
+def add_dataset_options(parser) -> None:
+    """``--columns``, ``--ignore`` and ``--accept``: how :func:`~cartpk.read_nonmem` reads the
+    file (``cartpk fit`` and ``cartpk check``)."""
+    parser.add_argument(
+        "--columns",
+        action="append",
+        metavar="FILE=ROLE[,FILE=ROLE...]",
+        help="roles of the file's columns, e.g. time=TIME,y=DV,y_ID=DVID (Monolix names); a role "
+        "is a NONMEM name (DV, DVID, CENS, ...), a Monolix column type (OBSERVATION, 'OBSERVATION "
+        "ID', ...), COVARIATE or IGNORE/DROP; or one ROLE per file column in order, as $INPUT: "
+        "ID,TIME,DV,DROP (repeat to add; default: the columns' own names)",
+    )
+    parser.add_argument(
+        "--ignore",
+        action="append",
+        metavar="RULE",
+        help="NONMEM IGNORE: a character (@: records starting with a letter or @; C, #) or a "
+        "condition COLUMN OP VALUE, e.g. DVID.EQ.2 or 'TIME>100' (OP == != < <= > >= or .EQ. "
+        ".NE. .LT. .LE. .GT. .GE.), or a list '(DVID.EQ.2,MDV.EQ.1)'; a record is dropped when "
+        "any holds (repeat; default: none, # lines are always skipped)",
+    )
+    parser.add_argument(
+        "--accept",
+        action="append",
+        metavar="CONDITION",
+        help="NONMEM ACCEPT: keep only records for which some condition holds, e.g. DVID.EQ.1 "
+        "(repeat; not with --ignore conditions; default: every record)",
+    )
+
+
+def dataset_options(args) -> dict:
+    """``read_nonmem`` keyword arguments ``columns``, ``ignore``, ``accept`` from ``--columns``,
+    ``--ignore`` and ``--accept`` (syntax checked before any file is read)."""
+    ignore = _rules(args.ignore, "ignore")
+    accept = _rules(args.accept, "accept")
+    if accept and any(len(rule) > 1 for rule in ignore or ()):
+        raise CartpkError(
+            "--ignore conditions and --accept exclude each other (as NONMEM's IGNORE=(list) and "
+            "ACCEPT=(list)); a character rule such as --ignore @ may go with --accept"
+        )
+    return {"columns": _columns(args.columns), "ignore": ignore, "accept": accept}
+
+
+def _columns(items):
+    """``--columns`` values: FILE=ROLE pairs (a mapping) or one role per column (a list)."""
+    if not items:
+        return None
+    syntax = (
+        "expected FILE=ROLE[,FILE=ROLE...] (e.g. time=TIME,y=DV,y_ID=DVID) or one ROLE per file "
+        "column (e.g. ID,TIME,DV,DROP)"
+    )
+    entries = []
+    for item in items:
+        parts = [part.strip() for part in item.split(",")]
+        if not all(parts):
+            raise CartpkError(f"--columns {item!r}: empty entry; {syntax}")
+        entries += [(item, part) for part in parts]
+    pairs = [part for _, part in entries if "=" in part]
+    if not pairs:
+        return [part for _, part in entries]
+    out: dict[str, str] = {}
+    for item, part in entries:
+        column, sep, wanted = (x.strip() for x in part.partition("="))
+        if not sep or not column or not wanted or "=" in wanted:
+            raise CartpkError(f"--columns {item!r}: {part!r} is not FILE=ROLE; {syntax}")
+        if column.upper() in (c.upper() for c in out):
+            raise CartpkError(f"--columns {item!r}: column {column} given twice")
+        out[column] = wanted
+    return out
+
+
+def _rules(items, option: str):
+    """``--ignore``/``--accept`` values, each checked (a character or COLUMN OP VALUE)."""
+    if not items:
+        return None
+    out = []
+    for item in items:
+        rule = item.strip()
+        if not rule:
+            raise CartpkError(f"--{option} {item!r}: empty rule")
+        if len(rule) == 1 and option == "accept":
+            raise CartpkError(
+                f"--accept {item!r}: expected a condition COLUMN OP VALUE such as DVID.EQ.1 "
+                "(character rules are --ignore's)"
+            )
+        try:
+            conditions([rule], option)
+        except DatasetError as error:
+            reason = str(error).removeprefix(f"{option}: ")
+            raise CartpkError(f"--{option} {item!r}: {reason}") from None
+        out.append(rule)
+    return out

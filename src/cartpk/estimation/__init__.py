@@ -1,7 +1,8 @@
 """Estimation: fit cartpk models to NONMEM-style data.
 
 - :func:`fit` is the one entry point; the strategy objects (:class:`AbstractStrategy`)
-  :class:`Population` (nonlinear mixed effects by FOCE-I or Laplace), :class:`Individual`
+  :class:`Population` (nonlinear mixed effects by FOCE-I or Laplace), :class:`SAEM`
+  (nonlinear mixed effects by stochastic approximation EM, as Monolix), :class:`Individual`
   (per-subject ML/MAP, multi-start) and :class:`SummaryStatistics` (published medians and
   quantiles, through a virtual trial) choose how;
 - :class:`Observation` ties a ``DVID`` to a model observable and a residual error model
@@ -31,6 +32,7 @@ from .npde import npde_summary, npde_table
 from .pcvpc import pcvpc_table
 from .problem import CovariateEffect, Observation, build_problem, model_observables
 from .results import PopulationResult, result_at
+from .saem import SAEM
 from .saved import load_fit
 from .simulation import sample_parameters, simulate_study
 from .strategy import AbstractStrategy, Settings
@@ -54,6 +56,7 @@ __all__ = [
     "Observation",
     "Population",
     "PopulationResult",
+    "SAEM",
     "Proportional",
     "Settings",
     "SummaryFit",

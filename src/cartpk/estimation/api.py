@@ -15,6 +15,7 @@ from ..precision import require_x64
 from ..simulate import DEFAULT_MAX_STEPS, DEFAULT_RTOL, DEFAULT_SOLVER
 from .mixed_effects import Population
 from .problem import CovariateEffect, Observation
+from .saem import SAEM
 from .strategy import AbstractStrategy, Settings
 
 #: models known to ``cartpk fit --model NAME``
@@ -22,6 +23,9 @@ MODELS: dict[str, Callable[[], AbstractModel]] = {
     "multiphasic": Multiphasic,
     "blood_stroma_tumour": BloodStromaTumour,
 }
+
+#: population methods known to ``fit(..., method=NAME)``
+METHODS = ("foce", "laplace", "saem")
 
 #: ODE solvers known to ``cartpk fit --solver NAME``
 SOLVERS: dict[str, Callable[[], dfx.AbstractSolver]] = {
@@ -36,6 +40,7 @@ def fit(
     data,
     strategy: AbstractStrategy | None = None,
     *,
+    method: str | None = None,
     observations: Mapping[int, Observation] | None = None,
     initial: Mapping[str, float] | None = None,
     fixed: Mapping[str, float] | Sequence[str] | None = None,
@@ -60,8 +65,10 @@ def fit(
             :class:`~cartpk.nonmem.NonmemData`, or a :class:`~.problem.Problem` already built
             by :func:`build_problem`); for :class:`SummaryStatistics`, the published
             :class:`Target` statistics.
-        strategy: :class:`Population` (default; FOCE-I or Laplace), :class:`Individual` or
-            :class:`SummaryStatistics`.
+        strategy: :class:`Population` (default; FOCE-I or Laplace), :class:`SAEM`,
+            :class:`Individual` or :class:`SummaryStatistics`.
+        method: shorthand for a population strategy with default settings: ``"foce"``,
+            ``"laplace"`` (``Population(method=...)``) or ``"saem"`` (``SAEM()``).
         observations: DVID -> :class:`Observation` (observable and residual error model);
             default DVID 1 -> the model's first observable, exponential error.
         initial: initial values (natural scale) by reported name: typical values,
@@ -81,17 +88,25 @@ def fit(
         progress: print progress lines (``True``) or pass each line to a callable.
 
     Returns:
-        The strategy's result: a :class:`PopulationResult`, :class:`IndividualResult` or
+        The strategy's result: a :class:`PopulationResult` (Population, SAEM),
+            :class:`IndividualResult` or
         :class:`SummaryFit`.
 
     Raises:
         CartpkError: on invalid data or choices (one-line message naming what is wrong).
     """
     require_x64()
+    if method is not None:
+        if strategy is not None:
+            raise CartpkError("give either a strategy or method, not both")
+        if method not in METHODS:
+            raise CartpkError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+        strategy = SAEM() if method == "saem" else Population(method=method)
     strategy = Population() if strategy is None else strategy
     if not isinstance(strategy, AbstractStrategy):
         raise CartpkError(
-            "strategy must be Population(...), Individual(...) or SummaryStatistics(...), got "
+            "strategy must be Population(...), SAEM(...), Individual(...) or "
+            "SummaryStatistics(...), got "
             f"{type(strategy).__name__}"
         )
     if not isinstance(model, AbstractModel):

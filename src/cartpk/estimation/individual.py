@@ -17,6 +17,7 @@ scale, ``omega_<name>`` their SD.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -32,6 +33,7 @@ import pandas as pd
 from ..errors import CartpkError
 from .bfgs import TrustRegionBFGS
 from .objective import Spec, data_terms, forward_gradient, predictions, residual_sd
+from .outer import RUNTIME_ERRORS, fallback_solver
 from .problem import Problem, SubjectArrays
 from .results import ESTIMATE_COLUMNS, Z95
 from .strategy import AbstractStrategy, Settings
@@ -137,7 +139,8 @@ class IndividualResult:
     ilayout: IndividualLayout
     v: np.ndarray  # (P, q) estimates on the internal scale
     objective: np.ndarray  # (P,)
-    converged_each: np.ndarray  # (P,) best start converged
+    converged_each: np.ndarray  # (P,) best start converged to a non-degenerate optimum
+    notes: list[str]  # (P,) why not ("" where it did)
     starts_converged: np.ndarray  # (P,)
     covariance: np.ndarray  # (P, q, q) internal scale (nan where the Hessian is singular)
     seconds: float
@@ -152,7 +155,7 @@ class IndividualResult:
         failed = [str(self.problem.ids[i]) for i in np.flatnonzero(~self.converged_each)]
         if not failed:
             return "converged"
-        return f"no start converged for ID(s) {', '.join(failed[:10])}"
+        return f"no start converged to a usable optimum for ID(s) {', '.join(failed[:10])}"
 
     @property
     def ofv(self) -> float:
@@ -185,6 +188,7 @@ class IndividualResult:
             out[f"{name}_ci_high"] = self._natural(name, v + Z95 * se_internal[:, j])
         out["objective"] = self.objective
         out["converged"] = self.converged_each
+        out["note"] = self.notes
         out["starts_converged"] = self.starts_converged
         out["n_obs"] = np.asarray(self.problem.arrays.mask).sum(axis=1)
         return pd.DataFrame(out)
@@ -299,8 +303,7 @@ def run_individual(
         f"individual fits of {n} subjects x {strategy.starts} starts, {len(free)} parameters each "
         "(the first run compiles the model: a minute or more)"
     )
-    v, objective, ok, n_ok, hessian = _fit_all(
-        spec,
+    inputs = (
         ilayout,
         strategy.tol,
         strategy.max_steps,
@@ -309,12 +312,24 @@ def run_individual(
         jnp.asarray(prior_mean, dtype=float),
         problem.arrays,
     )
-    hessian = np.asarray(hessian)
+    try:
+        v, objective, ok, n_ok, hessian = _fit_all(spec, *inputs)
+    except RUNTIME_ERRORS:
+        fallback = dataclasses.replace(spec, solver=fallback_solver(spec.solver))
+        say(
+            f"{type(spec.solver).__name__} failed on a trial point; "
+            f"fitting again with {type(fallback.solver).__name__}"
+        )
+        v, objective, ok, n_ok, hessian = _fit_all(fallback, *inputs)
+    v, hessian = np.asarray(v), np.asarray(hessian)
     covariance = np.full_like(hessian, np.nan)
+    notes = []
     for i in range(n):
         h = 0.5 * (hessian[i] + hessian[i].T)
         if np.all(np.isfinite(h)) and np.linalg.eigvalsh(h)[0] > 0:
             covariance[i] = 2 * np.linalg.inv(h)
+        notes.append(_degenerate(layout, free, v[i], v0, bool(ok[i]), covariance[i]))
+    ok = np.asarray(ok, dtype=bool) & np.array([not note for note in notes])
     return IndividualResult(
         problem=problem,
         spec=spec,
@@ -322,11 +337,43 @@ def run_individual(
         ilayout=ilayout,
         v=np.asarray(v),
         objective=np.asarray(objective),
-        converged_each=np.asarray(ok, dtype=bool),
+        converged_each=ok,
+        notes=notes,
         starts_converged=np.asarray(n_ok),
         covariance=covariance,
         seconds=time.perf_counter() - started,
     )
+
+
+#: a residual SD below this (in its error model's units) has collapsed onto the data
+SIGMA_FLOOR = 1e-8
+#: an estimate this far from its start on the unconstrained scale (e^23 = 1e10-fold for a
+#: log-transformed parameter) has run off: the subject's data do not determine it
+RUNAWAY = 23.0
+
+
+def _degenerate(layout, free, v, v0, converged: bool, covariance) -> str:
+    """Why a subject's optimum cannot be reported as converged ("" if it can)."""
+    if not converged:
+        return "no start converged"
+    reasons = []
+    for j, i in enumerate(free):
+        label = layout.labels[i]
+        name = layout.label_name(label)
+        value = float(layout.from_scaled(name, jnp.asarray(v[j])))
+        if label[0] == "sigma" and value < SIGMA_FLOOR:
+            reasons.append(f"residual SD {name} = {value:.2g} has collapsed onto the data")
+        elif abs(v[j] - v0[j]) > RUNAWAY:
+            reasons.append(f"{name} = {value:.3g} ran off from its start")
+    if reasons:
+        return (
+            "degenerate optimum: "
+            + "; ".join(reasons)
+            + " (too few observations for the parameters?)"
+        )
+    if not np.all(np.isfinite(covariance)):
+        return "the Hessian is not positive definite at the optimum (no standard errors)"
+    return ""
 
 
 def _subject_slice(arrays: SubjectArrays, i: int) -> SubjectArrays:

@@ -13,11 +13,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import diffrax as dfx
 import numpy as np
 
 from ..errors import CartpkError, ConvergenceError
+from ..simulate import status_message
 from .objective import METHODS, Spec
-from .outer import Evaluator, Outcome, minimise, scaling
+from .outer import Evaluator, Outcome, fallback_solver, minimise, scaling
 from .problem import Problem
 from .strategy import AbstractStrategy, Settings
 
@@ -108,6 +110,11 @@ def run_population(
     )
     x = outcome.x[0]
     final = evaluate_at(evaluator, x, V, weights, outcome.z[0])
+    if not final["ofv"] <= outcome.ofv[0] + strategy.tol * max(1.0, abs(outcome.ofv[0])):
+        # an EBE search warm-started at the last accepted point found a worse mode for some
+        # subjects: keep each subject's better mode, so that every report shows one best point
+        cold = evaluate_at(evaluator, x, V, weights, np.zeros_like(z0))
+        final = better_modes(final, cold, weights)
     covariance = Covariance(None, None, None, "not requested")
     if strategy.se != "none" and np.isfinite(final["ofv"]):
         say("covariance step (Hessian of the OFV by central differences of its gradient)")
@@ -126,13 +133,31 @@ def run_population(
         g=final["g"],
         jac=final["jac"],
         ebe_converged=final["ok"].astype(bool),
+        reasons=[
+            subject_reason(final, i, spec.solver) or _fallback_note(evaluator, i) for i in range(n)
+        ],
         converged=bool(outcome.converged[0]),
         message=outcome.message[0],
         iterations=int(outcome.steps[0]),
         evaluations=evaluator.evaluations,
         covariance=covariance,
         seconds=time.perf_counter() - started,
+        extra={"history": outcome.history[0]},
     )
+
+
+def better_modes(a: dict, b: dict, weights) -> dict:
+    """Per subject, the evaluation (of two at the same point) with the lower contribution."""
+    take_b = ~(a["ofv_i"] <= b["ofv_i"])
+    out = {
+        k: np.where(take_b.reshape((-1,) + (1,) * (v.ndim - 1)), b[k], v)
+        for k, v in a.items()
+        if k not in ("ofv", "grad")
+    }
+    finite = np.all(np.isfinite(out["ofv_i"]))
+    out["ofv"] = float(weights @ out["ofv_i"]) if finite else np.inf
+    out["grad"] = weights @ out["grad_i"]
+    return out
 
 
 def evaluate_at(evaluator: Evaluator, x, V, weights, z0) -> dict:
@@ -142,16 +167,45 @@ def evaluate_at(evaluator: Evaluator, x, V, weights, z0) -> dict:
     return {k: v[0] for k, v in out.items()}
 
 
+def _fallback_note(evaluator: Evaluator, i: int) -> str:
+    """What the fallback solver did for subject ``i`` during the fit ("" if nothing)."""
+    if not evaluator.fallbacks.get(i, 0):
+        return ""
+    failed, used = (type(e.solver).__name__ for e in (evaluator.spec, evaluator.fallback))
+    return f"{failed} failed on trial points of the fit, {used} solved them"
+
+
 def check_finite(problem: Problem, out: dict) -> None:
-    """Raise if some subjects' contributions are not finite at the initial estimates."""
+    """Raise if some subjects' contributions are not finite at the initial estimates, naming
+    them and why."""
     bad = np.flatnonzero(~np.isfinite(out["ofv_i"]))
     if bad.size:
-        ids = ", ".join(str(problem.ids[i]) for i in bad[:10])
-        raise CartpkError(
-            f"the objective is not finite at the initial estimates for ID(s) {ids}: the ODE solve "
-            "failed or a prediction is not positive where a log-normal or proportional error "
-            "needs it; change the initial values"
+        by_reason: dict[str, list[str]] = {}
+        for i in bad:
+            by_reason.setdefault(subject_reason(out, i), []).append(str(problem.ids[i]))
+        reasons = "; ".join(
+            f"ID {', '.join(ids[:10])}{' ...' if len(ids) > 10 else ''}: {reason}"
+            for reason, ids in by_reason.items()
         )
+        raise CartpkError(
+            f"the objective is not finite at the initial estimates for {bad.size} subject(s) "
+            f"({reasons}); change the initial values"
+        )
+
+
+def subject_reason(out: dict, i: int, solver: dfx.AbstractSolver | None = None) -> str:
+    """Why subject ``i``'s evaluation in ``out`` (of :class:`Evaluator`) is not plain, or ""."""
+    failure = status_message(int(out["status"][i]))
+    if failure:
+        return f"the ODE solve failed: {failure}"
+    if not np.isfinite(out["ofv_i"][i]):
+        return "a prediction is not positive where a log-normal or proportional error needs it"
+    if not out["ok"][i]:
+        return "the EBE search did not converge"
+    if out["fallback"][i] and solver is not None:
+        used = type(fallback_solver(solver)).__name__
+        return f"solved by {used} after {type(solver).__name__} failed"
+    return ""
 
 
 def covariance_step(evaluator: Evaluator, x, V, weights, final: dict, step: float) -> Covariance:

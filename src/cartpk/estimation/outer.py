@@ -17,17 +17,24 @@ shrunk below ``tol``: the OFV's numerical noise) and the gradient is below
 
 from __future__ import annotations
 
+import collections
+import dataclasses
+import logging
 import os
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+import diffrax as dfx
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optimistix as optx
 
+from ..simulate import Status, status_code
 from .bfgs import TrustRegionBFGS
 from .objective import Spec, evaluate_chunk
 from .problem import SubjectArrays
@@ -75,25 +82,93 @@ def on_host_device():
     return jax.default_device(jax.devices()[0])
 
 
+#: failures a compiled evaluation raises at run time instead of returning a status: lineax's
+#: check "A linear solver received non-finite input", raised from the forward-mode derivative
+#: of an implicit solver's Newton iteration when a trial step leaves the model's domain
+RUNTIME_ERRORS = (eqx.EquinoxRuntimeError, jax.errors.JaxRuntimeError)
+_ILLEGAL = status_code(Status.illegal_parameters)
+_SOLVER_FAILED = status_code(Status.solver_failed)
+
+
+def fallback_solver(solver: dfx.AbstractSolver) -> dfx.AbstractSolver:
+    """The other solver family: explicit Tsit5 for an implicit solver, Kvaerno5 otherwise."""
+    return dfx.Tsit5() if isinstance(solver, dfx.AbstractImplicitSolver) else dfx.Kvaerno5()
+
+
+class _QuietSolverErrors(logging.Filter):
+    """Drops JAX's log record of a callback that raised a solver check (it is handled here)."""
+
+    def filter(self, record):
+        error = record.exc_info[1] if record.exc_info else None
+        return not isinstance(error, eqx.EquinoxRuntimeError)
+
+
+_CALLBACK_LOGGER = logging.getLogger("jax._src.callback")
+_CALLBACK_LOGGER.addFilter(_QuietSolverErrors())
+
+
 class Evaluator:
     """The compiled OFV of one problem, callable on batches of parameter vectors from the host.
 
     Rows (one per subject and parameter vector) are evaluated in chunks of :data:`CHUNK`, in
     parallel threads, so any number of subjects or bootstrap replicates shares one compile.
+
+    A chunk whose solve raises (:data:`RUNTIME_ERRORS`) or whose rows fail to solve is solved
+    again with :func:`fallback_solver`; rows that fail with both get ``ofv_i = +inf`` and their
+    :class:`~cartpk.simulate.Status`. ``out["fallback"]`` marks the rows the fallback solved.
     """
 
     def __init__(self, spec: Spec, arrays: SubjectArrays, workers: int | None = None):
         self.spec = spec
+        self.fallback = dataclasses.replace(spec, solver=fallback_solver(spec.solver))
         self.host = jax.tree.map(np.asarray, arrays)
         self.n_subjects = arrays.n_subjects
         self.workers = workers or default_workers()
         self.evaluations = 0
+        #: subject index -> rows the fallback solver evaluated (trial points included)
+        self.fallbacks: collections.Counter = collections.Counter()
+        self._lock = threading.Lock()
+
+    def _solve(self, spec, arrays, args) -> dict | None:
+        with on_host_device():
+            try:
+                out = evaluate_chunk(spec, arrays, *args)
+            except RUNTIME_ERRORS:
+                return None
+            return {k: np.asarray(v) for k, v in out.items()}
 
     def _chunk(self, subjects, x0, V, s, z0):
+        out = self._evaluate(subjects, x0, V, s, z0)
+        with self._lock:
+            self.fallbacks.update(subjects[out["fallback"]].tolist())
+        return out
+
+    def _evaluate(self, subjects, x0, V, s, z0):
         arrays = jax.tree.map(lambda a: jnp.asarray(a[subjects]), self.host)
-        with on_host_device():
-            out = evaluate_chunk(self.spec, arrays, *map(jnp.asarray, (x0, V, s, z0)))
-            return {k: np.asarray(v) for k, v in out.items()}
+        args = tuple(map(jnp.asarray, (x0, V, s, z0)))
+        out = self._solve(self.spec, arrays, args)
+        retry = None if out is None else (out["status"] != 0) & (out["status"] != _ILLEGAL)
+        if out is None or retry.any():
+            other = self._solve(self.fallback, arrays, args)
+            if out is None:
+                out = other if other is not None else self._failed(arrays, args)
+                out["fallback"] = np.full(len(subjects), other is not None)
+                return out
+            use = retry & (other["status"] == 0) if other is not None else np.zeros_like(retry)
+            out = {k: np.where(_expand(use, v), other[k], v) for k, v in out.items()}
+            out["fallback"] = use
+            return out
+        out["fallback"] = np.zeros(len(subjects), dtype=bool)
+        return out
+
+    def _failed(self, arrays, args) -> dict:
+        """Rows of a chunk that no solver could evaluate."""
+        shapes = jax.eval_shape(evaluate_chunk, self.spec, arrays, *args)
+        out = {k: np.zeros(v.shape, v.dtype) for k, v in shapes.items()}
+        out["ofv_i"][:] = np.inf
+        out["z"] = np.asarray(args[3])
+        out["status"][:] = _SOLVER_FAILED
+        return out
 
     def __call__(self, x0, V, s, weights, z0) -> dict:
         """OFVs and gradients of ``B`` parameter vectors.
@@ -144,6 +219,8 @@ class Outcome:
     evaluations: int
     message: list[str]
     seconds: float
+    #: per batch element, ``(iteration, OFV, x)`` at the start and at every accepted step
+    history: list[list[tuple[int, float, np.ndarray]]] | None = None
 
 
 def scaling(evaluator: Evaluator, x0, free_index, weights, z0) -> tuple[np.ndarray, dict]:
@@ -232,6 +309,7 @@ def minimise(
     results = [None] * batch
     last_report = time.perf_counter()
     last_f = np.full(batch, np.inf)
+    history = [[] for _ in range(batch)]
     iteration = 0
     for iteration in range(1, max_iter + 1):
         new_s, new_state, _ = step(s, state, args)
@@ -260,6 +338,9 @@ def minimise(
         small = np.max(np.abs(grad), axis=1) < STALL_GRADIENT_TOL
         codes = np.where(stalled, np.where(small, 0, _STALLED), codes)
         finished = finished | stalled
+        for b in np.flatnonzero((f != last_f) & ~done):
+            x_b = np.asarray(x0[b]) + np.asarray(V[b]) @ np.asarray(s[b])
+            history[b].append((iteration, float(f[b]), x_b))
         last_f = np.where(f != last_f, f, last_f)
         for b in np.flatnonzero(finished & ~done):
             results[b] = int(codes[b])
@@ -316,4 +397,5 @@ def minimise(
         evaluations=iteration,
         message=messages,
         seconds=time.perf_counter() - started,
+        history=history,
     )

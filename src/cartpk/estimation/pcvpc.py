@@ -64,7 +64,8 @@ def pcvpc_table(
 def observation_points(result, prediction_corrected: bool = True) -> pd.DataFrame:
     """The observations of a fit as points for :func:`cartpk.plots.visual_predictive_check`:
     ``ID, dvid, time, value, censored``, prediction-corrected as in :func:`pcvpc_table` or not.
-    Censored rows carry their (corrected) limit as ``value``."""
+    Censored rows carry their (corrected) limit as ``value``; ``time`` is the model's time, the
+    VPC's axis (counted from each subject's dose for a dose-independent model)."""
     spec, arrays = result.spec, result.problem.arrays
     censored = np.asarray(arrays.censored | arrays.censored_above)
     g = np.where(censored, np.asarray(arrays.g_limit), np.asarray(arrays.g_obs))
@@ -75,12 +76,13 @@ def observation_points(result, prediction_corrected: bool = True) -> pd.DataFram
         result.problem.data.to_arrays(),
         value=_to_observation(spec, g, obs_type),
         censored=censored,
+        model_time=np.asarray(arrays.time),
     )
     return pd.DataFrame(
         dict(
             ID=frame["ID"],
             dvid=frame["DVID"],
-            time=frame["TIME"],
+            time=frame["model_time"],  # the VPC's time axis (from the dose for Multiphasic)
             value=frame["value"],
             censored=frame["censored"].astype(bool),
         )

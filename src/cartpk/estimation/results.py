@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from .diagnostics import Diagnostics, compute, to_observation_scale, vpc_table
-from .mixed_effects import Covariance, Population, evaluate_at
+from .mixed_effects import Covariance, Population, evaluate_at, subject_reason
 from .objective import Spec, subject_contexts
 from .outer import Evaluator
 from .problem import Problem
@@ -55,7 +55,8 @@ SHRINKAGE_WARNING = 30.0
 CONDITION_WARNING = 1000.0
 OMEGA_NEAR_ZERO = 0.01
 CORRELATION_BOUND = 0.99
-#: a typical value within this fraction of its range from a bound of a logit parameter
+#: a typical value within this fraction of its range from a bound of a logit parameter (of its
+#: range in decades when both bounds are positive)
 BOUND_FRACTION = 1e-3
 
 
@@ -71,6 +72,9 @@ class PopulationResult:
         z: standardised EBEs (``eta_i = L z_i``), ``(P, k)``.
         g, jac: transformed predictions at the EBEs and their derivatives in the varying
             parameters (for the diagnostics).
+        ebe_converged: whether each subject's EBE search converged (and its ``O_i`` is finite).
+        reasons: per subject, why its evaluation at the estimates is not plain ("" if it is):
+            a failed solve, an EBE search that did not converge, or the fallback solver used.
         converged, message: whether the optimisation converged, and why it stopped.
         iterations: accepted BFGS steps; evaluations: OFV evaluations (incl. covariance step).
         covariance: :class:`~.population.Covariance` of ``x``.
@@ -89,6 +93,7 @@ class PopulationResult:
     g: np.ndarray
     jac: np.ndarray
     ebe_converged: np.ndarray
+    reasons: list[str]
     converged: bool
     message: str
     iterations: int
@@ -169,6 +174,20 @@ class PopulationResult:
         """:meth:`estimates_table` with the strategy's SE method."""
         return self.estimates_table()
 
+    def iterations_table(self) -> pd.DataFrame:
+        """The iteration history, as NONMEM's ``.ext``: one row per accepted step (FOCE-I,
+        Laplace) or iteration (SAEM), its ``ofv`` (for SAEM the complete-data ``-2 log L`` of
+        the current samples) and every reported parameter on its natural scale."""
+        names = list(self.layout.report_names())
+        rows = []
+        for iteration, ofv, x in self.extra.get("history", ()):
+            scaled = np.asarray(self.layout.report_scaled(jnp.asarray(x)))
+            values = [
+                float(self.layout.from_scaled(n, v)) for n, v in zip(names, scaled, strict=True)
+            ]
+            rows.append([iteration, ofv, *values])
+        return pd.DataFrame(rows, columns=["iteration", "ofv", *names])
+
     def covariance_table(self, kind: str | None = None) -> pd.DataFrame | None:
         """Covariance of the estimated quantities on their natural (reported) scale, by the
         delta method; ``None`` without a covariance step."""
@@ -239,6 +258,7 @@ class PopulationResult:
         table["n_obs"] = np.asarray(a.mask).sum(axis=1)
         table["n_censored"] = np.asarray(a.mask & (a.censored | a.censored_above)).sum(axis=1)
         table["ebe_converged"] = self.ebe_converged
+        table["note"] = self.reasons
         return pd.DataFrame(table)
 
     @cached_property
@@ -272,9 +292,13 @@ class PopulationResult:
         out = []
         if self.covariance.message not in ("ok", "not requested"):
             out.append(f"covariance step: {self.covariance.message}")
-        failed = int((~self.ebe_converged).sum())
-        if failed:
-            out.append(f"the EBE search did not converge for {failed} subject(s)")
+        by_reason: dict[str, list] = {}
+        for subject, reason in zip(self.problem.ids, self.reasons, strict=True):
+            if reason:
+                by_reason.setdefault(reason, []).append(str(subject))
+        for reason, ids in by_reason.items():
+            shown = ", ".join(ids[:10]) + (f" and {len(ids) - 10} more" if len(ids) > 10 else "")
+            out.append(f"ID {shown}: {reason}")
         table = self.estimates
         for row in table[~table["fixed"]].itertuples():
             if row.rse_percent > RSE_WARNING:
@@ -403,6 +427,7 @@ def result_at(
         g=out["g"],
         jac=out["jac"],
         ebe_converged=out["ok"].astype(bool),
+        reasons=[subject_reason(out, i, spec.solver) for i in range(len(out["ok"]))],
         message=message,
         evaluations=evaluator.evaluations,
         covariance=covariance or Covariance(None, None, None, "not requested"),
@@ -466,12 +491,14 @@ def _unit(layout, kind, detail) -> str:
 
 
 def _cv_percent(layout, kind, detail, value) -> float:
-    if kind == "omega" and layout.model.parameter_set.specs[detail].transform == "log":
-        return 100 * math.sqrt(math.expm1(value**2))
+    log_normal = (
+        kind == "omega" and layout.model.parameter_set.specs[detail].transform == "log"
+    ) or (kind == "sigma" and detail[1] == "log")
+    if log_normal:  # sqrt(exp(sd^2) - 1); +inf where it overflows (sd above about 26)
+        with np.errstate(over="ignore"):
+            return float(100 * np.sqrt(np.expm1(np.float64(value) ** 2)))
     if kind == "sigma" and detail[1] == "prop":
         return 100 * value
-    if kind == "sigma" and detail[1] == "log":
-        return 100 * math.sqrt(math.expm1(value**2))
     return math.nan
 
 
@@ -491,7 +518,12 @@ def _bound_warnings(layout, table: pd.DataFrame) -> list[str]:
         spec = layout.model.parameter_set.specs[name]
         if spec.transform != "logit" or estimates.at[name, "fixed"]:
             continue
-        value, span = estimates.at[name, "estimate"], spec.upper - spec.lower
-        if min(value - spec.lower, spec.upper - value) < BOUND_FRACTION * span:
-            out.append(f"{name} = {value:.4g} is at a bound of [{spec.lower:g}, {spec.upper:g}]")
+        value, lower, upper = estimates.at[name, "estimate"], spec.lower, spec.upper
+        if lower > 0:  # a range over decades: the distance in decades
+            value, lower, upper = np.log(value), np.log(lower), np.log(upper)
+        if min(value - lower, upper - value) < BOUND_FRACTION * (upper - lower):
+            out.append(
+                f"{name} = {estimates.at[name, 'estimate']:.4g} is at a bound of "
+                f"[{spec.lower:g}, {spec.upper:g}]"
+            )
     return out

@@ -28,11 +28,16 @@ from .mixed_effects import Covariance, Population
 from .objective import Spec
 from .problem import CovariateEffect, Observation, build_problem
 from .results import PopulationResult, result_at
+from .saem import SAEM
 
 SCHEMA = "cartpk-fit/1"
 #: how far the reloaded OFV may differ from the saved one (the EBE searches restart from the
 #: saved EBEs; the ODE tolerance bounds the rest)
 OFV_TOLERANCE = 1e-3
+#: the population strategies a saved fit restores, by class name
+STRATEGIES = {"Population": Population, "SAEM": SAEM}
+#: problem options that belong to reading the file (:func:`~cartpk.read_nonmem`)
+READ_OPTIONS = ("compartments", "columns", "ignore", "accept")
 
 
 def model_reference(model: AbstractModel) -> dict:
@@ -122,9 +127,8 @@ def load_fit(folder, *, model: AbstractModel | None = None) -> PopulationResult:
     if not data_path.is_file():
         raise CartpkError(f"{folder} has no inputs/data.csv: the fit's dataset is not saved")
     options = _options(record["problem"])
-    data = read_nonmem(
-        data_path.read_bytes(), name=str(data_path), compartments=options["compartments"]
-    )
+    reading = {k: options.pop(k, None) for k in READ_OPTIONS}
+    data = read_nonmem(data_path.read_bytes(), name=str(data_path), **reading)
     problem = build_problem(model, data, **options)
     labels = [problem.layout.label_name(label) for label in problem.layout.labels]
     if labels != record["labels"]:
@@ -136,12 +140,19 @@ def load_fit(folder, *, model: AbstractModel | None = None) -> PopulationResult:
     spec = Spec(problem.layout, solver=SOLVERS[settings.pop("solver")](), **settings)
     cov = record["covariance"]
     strategy = dict(record["strategy"])
-    strategy.pop("class")
+    strategy_class = STRATEGIES.get(strategy.pop("class"))
+    if strategy_class is None:
+        raise CartpkError(
+            f"{path}: strategy {record['strategy']['class']!r} is not a population fit"
+        )
+    strategy = strategy_class(
+        **{k: tuple(v) if isinstance(v, list) else v for k, v in strategy.items()}
+    )
     result = result_at(
         problem,
         spec,
         np.asarray(record["x"]),
-        strategy=Population(**strategy),
+        strategy=strategy,
         covariance=Covariance(
             _array(cov["hessian"]),
             _array(cov["sandwich"]),

@@ -5,6 +5,7 @@ A strategy is a frozen dataclass of settings with one method, :meth:`AbstractStr
 fits a model to data under the :class:`Settings` common to every strategy. The strategies:
 
 - :class:`~cartpk.estimation.Population`: nonlinear mixed effects by FOCE-I or Laplace;
+- :class:`~cartpk.estimation.SAEM`: nonlinear mixed effects by stochastic approximation EM;
 - :class:`~cartpk.estimation.Individual`: per-subject ML or MAP, multi-start;
 - :class:`~cartpk.estimation.SummaryStatistics`: typical values (and variabilities) fitted to
   published medians, quantiles and geometric means through a virtual trial.
