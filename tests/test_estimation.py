@@ -302,8 +302,9 @@ def test_estimates_table_and_standard_errors(pop_fit):
     cmax = table.set_index("parameter").loc["cmax"]
     assert cmax["estimate"] == pytest.approx(math.sqrt(cmax["ci_low"] * cmax["ci_high"]), rel=1e-9)
     assert cmax["rse_percent"] == pytest.approx(100 * cmax["se"] / cmax["estimate"])
-    sandwich = pop_fit.estimates_table("sandwich")
-    ratio = sandwich["se"] / table["se"]
+    assert pop_fit.strategy.se == "sandwich"  # NONMEM's $COV default
+    hessian = pop_fit.estimates_table("hessian")
+    ratio = table["se"] / hessian["se"]
     assert 0.7 < np.median(ratio) < 1.3  # the model is the simulated one: similar SEs
 
 

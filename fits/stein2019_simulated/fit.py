@@ -94,7 +94,7 @@ def run(n: int = 40, out: Path = HERE / "results", vpc: int = 200, force: bool =
     result = fit(
         model,
         data,
-        Population(method="foce"),
+        Population(method="foce", se="hessian"),
         solver=dfx.Tsit5(),  # Multiphasic is not stiff (docs/estimation.md, "Solver")
         rtol=1e-6,
         progress=True,

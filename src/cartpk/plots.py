@@ -396,9 +396,17 @@ def schedule_search(
 # -- fits ----------------------------------------------------------------------------------------
 
 
-def goodness_of_fit(diagnostics: pd.DataFrame, log_scale: dict, title: str, time_unit: str = "d"):
+def goodness_of_fit(
+    diagnostics: pd.DataFrame,
+    log_scale: dict,
+    title: str,
+    time_unit: str = "d",
+    *,
+    value_label: str | None = None,
+):
     """Goodness-of-fit panels from ``diagnostics.csv``: DV vs PRED and IPRED, CWRES vs time and
-    vs PRED (``log_scale``: DVID -> whether that observable is drawn on log axes)."""
+    vs PRED (``log_scale``: DVID -> whether that observable is drawn on log axes;
+    ``value_label``: the DV axis, default ``DV (observation unit)``)."""
     plt = _pyplot()
     observed = diagnostics[diagnostics["CENS"] == 0]
     fig, axes = plt.subplots(2, 2, figsize=(10, 8.5), constrained_layout=True)
@@ -418,8 +426,8 @@ def goodness_of_fit(diagnostics: pd.DataFrame, log_scale: dict, title: str, time
         if np.isfinite(values).any():
             low, high = np.nanmin(values), np.nanmax(values)
             ax.plot([low, high], [low, high], color="k", lw=1)
-        ax.set_xlabel(f"{column} (observation unit)")
-        ax.set_ylabel("DV (observation unit)")
+        ax.set_xlabel(column + (value_label or "DV (observation unit)").removeprefix("DV"))
+        ax.set_ylabel(value_label or "DV (observation unit)")
         ax.set_title(f"observations vs {column}")
     for ax, xlabel in ((axes[1, 0], f"time ({time_unit})"), (axes[1, 1], "PRED")):
         ax.axhline(0, color="k", lw=1)
@@ -638,7 +646,7 @@ def individual_fits(
     time_unit: str = "d",
     max_subjects: int = 24,
     *,
-    ylabel: str = "DV (observation unit)",
+    ylabel: str | None = None,
 ):
     """Observations, IPRED and PRED per subject (``diagnostics.csv``), one panel each for the
     first ``max_subjects`` subjects.
@@ -680,7 +688,7 @@ def individual_fits(
             fontsize=9,
         )
         ax.set_xlabel(f"time ({time_unit})", fontsize=8)
-        ax.set_ylabel(ylabel, fontsize=8)
+        ax.set_ylabel(ylabel or "DV (observation unit)", fontsize=8)
         ax.tick_params(which="both", labelsize=7)
     for ax in axes.flat[len(shown) :]:
         ax.set_visible(False)

@@ -106,6 +106,13 @@ def add_parser(commands) -> None:
         choices=tuple(ERROR_MODELS),
         help="residual error per observable (repeat, or once for all; default exponential)",
     )
+    fit_.add_argument(
+        "--unit",
+        action="append",
+        metavar="UNIT",
+        help="unit of the DV values of DVID 1, 2, ... (repeat, once per --observable; for "
+        "labels, e.g. cells/uL; default: none)",
+    )
     fit_.add_argument("--fix", action="append", metavar="NAME[=VALUE]", help="fix a parameter")
     fit_.add_argument(
         "--init", action="append", metavar="NAME=VALUE", help="initial value (natural scale)"
@@ -326,9 +333,17 @@ def fit_outputs(
         }
         title = f"{type(layout.model).__name__}, {result.strategy.method.upper()}"
         unit = layout.model.time_unit
-        figures["gof.png"] = _figure(plots.goodness_of_fit, diagnostics, log_scale, title, unit)
+        observables = {
+            d: (o.label if o.unit else o.observable, o.error.log_scale)
+            for d, o in zip(layout.dvids, layout.observations, strict=True)
+        }
+        units = {o.unit for o in layout.observations}
+        value_label = f"DV ({units.pop()})" if len(units) == 1 and None not in units else None
+        figures["gof.png"] = _figure(
+            plots.goodness_of_fit, diagnostics, log_scale, title, unit, value_label=value_label
+        )
         figures["individual_fits.png"] = _figure(
-            plots.individual_fits, diagnostics, log_scale, unit
+            plots.individual_fits, diagnostics, log_scale, unit, ylabel=value_label
         )
         covariates = _eta_covariate_table(result)
         if covariates is not None:
@@ -365,10 +380,6 @@ def fit_outputs(
             say(f"VPC: simulating {vpc_replicates} replicates of the study")
             vpc = result.vpc(replicates=vpc_replicates, seed=seed)
             tables["vpc.csv"] = vpc
-            observables = {
-                d: (o.observable, o.error.log_scale)
-                for d, o in zip(layout.dvids, layout.observations, strict=True)
-            }
             limits = result.problem.data.observations()["LIMIT"].dropna()
             limit = float(limits.median()) if len(limits) else None
             observed = observation_points(result, prediction_corrected=False)
@@ -395,10 +406,6 @@ def fit_outputs(
             pcvpc = pcvpc_table(result, replicates=replicates, seed=seed)
             tables["pcvpc.csv"] = pcvpc
             points = observation_points(result, prediction_corrected=True)
-            observables = {
-                d: (o.observable, o.error.log_scale)
-                for d, o in zip(layout.dvids, layout.observations, strict=True)
-            }
             figures["pcvpc.png"] = _figure(
                 lambda: _titled(
                     plots.visual_predictive_check(pcvpc, observables, None, unit, observed=points),
@@ -587,9 +594,15 @@ def options_from_args(args, model) -> dict:
             f"--error given {len(errors)} times for {len(observables)} observables; give it once "
             "or once per --observable"
         )
+    units = args.unit or [None] * len(observables)
+    if len(units) != len(observables):
+        raise CartpkError(
+            f"--unit given {len(units)} times for {len(observables)} observables; give it once "
+            "per --observable"
+        )
     observations = {
-        i + 1: Observation(name, ERROR_MODELS[kind]())
-        for i, (name, kind) in enumerate(zip(observables, errors, strict=True))
+        i + 1: Observation(name, ERROR_MODELS[kind](), unit)
+        for i, (name, kind, unit) in enumerate(zip(observables, errors, units, strict=True))
     }
     fixed = _pairs(args.fix, "--fix", need_value=False)
     initial = _pairs(args.init, "--init", need_value=True)

@@ -35,7 +35,8 @@ class Population(AbstractStrategy):
         max_iter: most OFV evaluations of the outer optimisation.
         tol: convergence tolerance: change of every parameter between accepted steps, in units of
             its approximate standard error, and change of the OFV.
-        se: ``"hessian"`` (``2 R^-1``), ``"sandwich"`` (``R^-1 S R^-1``) or ``"none"``.
+        se: ``"sandwich"`` (``R^-1 S R^-1``, NONMEM's ``$COV`` default), ``"hessian"``
+            (``2 R^-1``, NONMEM's ``MATRIX=R``) or ``"none"``.
         fd_step: central-difference step of the covariance step, in approximate standard errors
             (not smaller: at ``rtol=1e-6`` the gradient is noisy at about 1e-3).
         inner_tol: tolerance of the random-effect searches (see :class:`.objective.Spec`).
@@ -44,7 +45,7 @@ class Population(AbstractStrategy):
     method: str = "foce"
     max_iter: int = 500
     tol: float = 1e-3
-    se: str = "hessian"
+    se: str = "sandwich"
     fd_step: float = 0.05
     inner_tol: float = 1e-5
 

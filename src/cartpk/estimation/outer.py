@@ -154,10 +154,11 @@ class Evaluator:
                 out = other if other is not None else self._failed(arrays, args)
                 out["fallback"] = np.full(len(subjects), other is not None)
                 return out
-            use = retry & (other["status"] == 0) if other is not None else np.zeros_like(retry)
-            out = {k: np.where(_expand(use, v), other[k], v) for k, v in out.items()}
-            out["fallback"] = use
-            return out
+            if other is not None:
+                use = retry & (other["status"] == 0)
+                out = {k: np.where(_expand(use, v), other[k], v) for k, v in out.items()}
+                out["fallback"] = use
+                return out
         out["fallback"] = np.zeros(len(subjects), dtype=bool)
         return out
 

@@ -19,6 +19,12 @@ with ``d_ie = log(cov / ref)`` (power model), ``cov - ref`` (exponential model) 
 ``[cov == level]`` (categorical). For log-transformed parameters this is log-normal variability
 and a power (or exponential) covariate model.
 
+A *regressor* (Monolix's term, ``kind="regressor"``) replaces the typical value instead:
+``phi_ij = h_j(cov_i)``, the column's per-subject value on the parameter's unconstrained scale
+``h_j`` (e.g. baseline tumour burden as the initial tumour state). No coefficient is estimated,
+the parameter's typical value stays fixed (reported at the median of the column) and it can
+carry no random effect. The design array carries ``h_j(cov_i)``, after the covariate columns.
+
 A model whose initial state is the post-dose state on day ``start_time`` (``Multiphasic``) takes
 no dose input: its time zero is the dose. A dataset with dose records is then read with each
 subject's time counted from its dose (one warning says so); a subject dosed at several times is
@@ -47,7 +53,7 @@ from .error_models import ErrorModel, Exponential
 
 #: default initial between-subject SD (unconstrained scale, ~30 % CV)
 DEFAULT_OMEGA = 0.3
-COVARIATE_KINDS = ("power", "exponential", "categorical")
+COVARIATE_KINDS = ("power", "exponential", "categorical", "regressor")
 
 
 @dataclass(frozen=True)
@@ -57,10 +63,17 @@ class Observation:
     Args:
         observable: name of a model observable (e.g. ``"blood_copies_per_ug"``).
         error: its residual error model (with initial values).
+        unit: the unit of its ``DV`` values (e.g. ``"cells/uL"``), for labels and tables.
     """
 
     observable: str
     error: ErrorModel = field(default_factory=Exponential)
+    unit: str | None = None
+
+    @property
+    def label(self) -> str:
+        """``observable (unit)``, or the observable's name without a unit."""
+        return f"{self.observable} ({self.unit})" if self.unit else self.observable
 
 
 @dataclass(frozen=True)
@@ -71,10 +84,11 @@ class CovariateEffect:
         parameter: model parameter it acts on.
         column: dataset column (constant within each subject).
         kind: ``"power"`` (``(cov/ref)^beta`` for log-transformed parameters), ``"exponential"``
-            (``exp(beta (cov - ref))``) or ``"categorical"`` (one ``beta`` per level other than
-            the reference).
+            (``exp(beta (cov - ref))``), ``"categorical"`` (one ``beta`` per level other than
+            the reference) or ``"regressor"`` (the parameter's value for each subject *is* the
+            column's value, in the parameter's unit; nothing is estimated for it).
         reference: reference value or level; default the median (power, exponential) or the most
-            frequent level (categorical).
+            frequent level (categorical); none for a regressor.
     """
 
     parameter: str
@@ -87,6 +101,11 @@ class CovariateEffect:
             raise CartpkError(
                 f"covariate {self.column} on {self.parameter}: kind must be one of "
                 f"{', '.join(COVARIATE_KINDS)}, got {self.kind!r}"
+            )
+        if self.kind == "regressor" and self.reference is not None:
+            raise CartpkError(
+                f"covariate {self.column} on {self.parameter}: a regressor takes no reference "
+                f"(its value is the parameter's), got reference={self.reference!r}"
             )
 
 
@@ -101,7 +120,8 @@ class SubjectArrays(eqx.Module):
         censored: below the limit (M3); censored_above: above it.
         obs_type: index of the row's observation type (its DVID, in :attr:`Layout.dvids` order).
         doses: the subjects' regimens, stacked.
-        design: covariate design values ``d_ie``, shape ``(P, effects)``.
+        design: covariate design values ``d_ie``, then the regressors' values on their
+            parameters' unconstrained scale, shape ``(P, effects + regressors)``.
     """
 
     time: Float[Array, "P n"]
@@ -121,7 +141,10 @@ class SubjectArrays(eqx.Module):
 
 @dataclass(frozen=True)
 class Effect:
-    """One covariate coefficient: its label, target parameter and design column."""
+    """One covariate coefficient (or regressor): its label, target parameter and design column.
+
+    For a regressor, ``reference`` is the median of the column (the reported, fixed typical
+    value) and no ``beta`` label exists."""
 
     name: str
     parameter: str
@@ -141,6 +164,9 @@ class Layout:
         etas: parameters with between-subject variability, in ``Omega`` order.
         block: full ``Omega`` (Cholesky-parametrised) instead of a diagonal one.
         effects: covariate coefficients.
+        regressors: parameters whose per-subject value is a dataset column (kind
+            ``"regressor"``); their typical value is fixed and unused, and their design columns
+            follow the effects'.
         dvids: observation types; observations[t] describes ``dvids[t]``.
         observations: one :class:`Observation` per type.
         labels: ``(group, key)`` of every element of ``x``; groups are ``theta``, ``beta``,
@@ -158,6 +184,7 @@ class Layout:
     observations: tuple[Observation, ...]
     labels: tuple[tuple, ...]
     free: tuple[bool, ...]
+    regressors: tuple[Effect, ...] = ()
 
     # -- structure ----------------------------------------------------------------------------
 
@@ -179,6 +206,11 @@ class Layout:
         varying = {n for n in self.names if ("theta", n) in free or n in self.etas}
         varying |= {e.parameter for e in self.effects if ("beta", e.name) in free}
         return tuple(j for j, n in enumerate(self.names) if n in varying)
+
+    @property
+    def regressor_names(self) -> tuple[str, ...]:
+        """Parameters set by a regressor column."""
+        return tuple(r.parameter for r in self.regressors)
 
     @property
     def n_free(self) -> int:
@@ -206,11 +238,24 @@ class Layout:
     # -- from x (jittable) -------------------------------------------------------------------
 
     def typical(self, x, design):
-        """Unconstrained typical parameters of one subject: theta + covariate effects, ``(K,)``."""
+        """Unconstrained typical parameters of one subject: theta + covariate effects, with
+        each regressor's parameter set to its design value, ``(K,)``."""
         mu = x[jnp.asarray([self.index("theta", n) for n in self.names])]
         for e, effect in enumerate(self.effects):
             j = self.names.index(effect.parameter)
             mu = mu.at[j].add(x[self.index("beta", effect.name)] * design[e])
+        if self.regressors:
+            n_effects = len(self.effects)
+            if design.shape[-1] < n_effects + len(self.regressors):
+                raise CartpkError(
+                    "regressors ("
+                    + ", ".join(f"{r.parameter} <- {r.column}" for r in self.regressors)
+                    + ") need each subject's design values; this estimation method does not "
+                    "pass them"
+                )
+            for r, regressor in enumerate(self.regressors):
+                j = self.names.index(regressor.parameter)
+                mu = mu.at[j].set(design[n_effects + r])
         return mu
 
     def omega_chol(self, x):
@@ -404,8 +449,9 @@ def build_problem(
     elif not isinstance(fixed, Mapping):
         fixed = {name: initial.get(name) for name in fixed}
     fixed = dict(fixed)
+    regressed = {c.parameter: c.column for c in covariates if _is_regressor(c)}
     if variability is None:
-        variability = [n for n in names if n not in fixed]
+        variability = [n for n in names if n not in fixed and n not in regressed]
     if not isinstance(variability, Mapping):
         variability = {n: initial.get(f"omega_{n}", DEFAULT_OMEGA) for n in variability}
     for name in variability:
@@ -416,9 +462,24 @@ def build_problem(
     etas = tuple(n for n in names if n in variability)
     if len(set(variability)) != len(etas):
         raise ParameterError("variability: a parameter is listed twice")
+    for name in etas:
+        if name in regressed:
+            raise ParameterError(
+                f"variability: {name} is a regressor (column {regressed[name]}): its value is "
+                "the column's for each subject, so it cannot have a random effect"
+            )
+    for source, values in (("initial", initial), ("fixed", fixed)):
+        for name in values:
+            if name in regressed:
+                raise ParameterError(
+                    f"{source}: {name} is a regressor (column {regressed[name]}): its value "
+                    "comes from the data, so it cannot be given an initial or fixed value"
+                )
 
     arrays, row_index, ids = _subject_arrays(data, model, observations, dvids, ignore_doses)
     effects, design, covariate_values = _design(data, ids, covariates, names)
+    regressors, regressor_design = _regressors(data, ids, covariates, specs, covariate_values)
+    design = np.concatenate([design, regressor_design], axis=1)
     arrays = eqx.tree_at(lambda a: a.design, arrays, jnp.asarray(design))
 
     labels: list[tuple] = [("theta", n) for n in names]
@@ -439,6 +500,7 @@ def build_problem(
         observations=tuple(observations[d] for d in dvids),
         labels=tuple(labels),
         free=(),
+        regressors=tuple(regressors),
     )
 
     # internal values and the free mask
@@ -459,7 +521,12 @@ def build_problem(
         value = fixed.get(name)
         if value is None:
             value = initial.get(name)
-        if group == "theta":
+        if group == "theta" and key in regressed:
+            # fixed and unused: the reported typical value is the column's median
+            x0[i] = _theta_internal(
+                specs[key], layout.regressors[layout.regressor_names.index(key)].reference, name
+            )
+        elif group == "theta":
             value = specs[key].default if value is None else value
             x0[i] = _theta_internal(specs[key], value, name)
         elif group == "beta":
@@ -473,7 +540,11 @@ def build_problem(
             t, pname = key
             default = observations[dvids[t]].error.initial()[pname]
             x0[i] = math.log(_positive(default if value is None else value, name))
-    free = tuple(layout.label_name(label) not in fixed for label in labels)
+    free = tuple(
+        layout.label_name(label) not in fixed
+        and not (label[0] == "theta" and label[1] in regressed)
+        for label in labels
+    )
     if not any(free):
         raise ParameterError("everything is fixed: nothing to estimate")
     layout = replace(layout, free=free)
@@ -694,6 +765,8 @@ def _design(data: NonmemData, ids, covariates, names):
         if column not in values:
             values[column] = _baseline(data, column, ids)
         v = values[column]
+        if cov.kind == "regressor":
+            continue  # see _regressors
         if cov.kind == "categorical":
             levels, counts = np.unique(v, return_counts=True)
             reference = levels[np.argmax(counts)] if cov.reference is None else cov.reference
@@ -727,6 +800,62 @@ def _design(data: NonmemData, ids, covariates, names):
         raise CartpkError("covariates: the same effect is listed twice")
     design = np.stack(columns, axis=1) if columns else np.zeros((len(ids), 0))
     return effects, design, values
+
+
+def _is_regressor(cov) -> bool:
+    return isinstance(cov, CovariateEffect) and cov.kind == "regressor"
+
+
+def _regressors(data: NonmemData, ids, covariates, specs, values):
+    """The regressor effects and their design columns: each subject's column value on the
+    parameter's unconstrained scale, ``(P, regressors)``. ``values`` holds the baselines that
+    :func:`_design` read (it has checked parameter and column names)."""
+    regressors: list[Effect] = []
+    columns: list[np.ndarray] = []
+    by_upper = {c.upper(): c for c in (*data.covariates, *data.text_columns)}
+    for cov in covariates:
+        if not _is_regressor(cov):
+            continue
+        others = [c for c in covariates if c is not cov and c.parameter == cov.parameter]
+        if others:
+            other = others[0]
+            what = "a second regressor" if other.kind == "regressor" else f"a {other.kind} effect"
+            raise CartpkError(
+                f"covariates: {cov.parameter} is a regressor (column {cov.column}) and also has "
+                f"{what} (column {other.column}); a regressor sets the value, so no other "
+                "covariate can act on it"
+            )
+        column = by_upper[cov.column.upper()]
+        spec = specs[cov.parameter]
+        v = np.asarray(values[column], dtype=float)
+        if spec.transform == "log":
+            inside, scale = v > spec.lower, f"> {spec.lower:g} (log scale)"
+        elif spec.transform == "logit":
+            inside = (v > spec.lower) & (v < spec.upper)
+            scale = f"strictly inside ({spec.lower:g}, {spec.upper:g}) (logit scale)"
+        else:
+            inside, scale = np.isfinite(v), "finite"
+        inside &= np.isfinite(v)
+        if not inside.all():
+            p = int(np.flatnonzero(~inside)[0])
+            bad = int((~inside).sum())
+            more = f" ({bad - 1} more subject(s))" if bad > 1 else ""
+            raise DatasetError(
+                f"{data.source}: column {column}: regressor for {cov.parameter} needs values "
+                f"{scale}, got {v[p]:g} for ID {_level(ids[p])}{more}"
+            )
+        regressors.append(
+            Effect(
+                f"regressor_{cov.parameter}_{column}",
+                cov.parameter,
+                column,
+                "regressor",
+                float(np.median(v)),
+            )
+        )
+        columns.append(np.asarray(spec.to_unconstrained(jnp.asarray(v)), dtype=float))
+    design = np.stack(columns, axis=1) if columns else np.zeros((len(ids), 0))
+    return regressors, design
 
 
 def _baseline(data: NonmemData, column: str, ids) -> np.ndarray:

@@ -482,11 +482,14 @@ def _report_kinds(layout):
 
 def _unit(layout, kind, detail) -> str:
     if kind == "theta":
-        return layout.model.parameter_set.specs[detail].unit
+        unit = layout.model.parameter_set.specs[detail].unit
+        column = next((r.column for r in layout.regressors if r.parameter == detail), None)
+        return unit if column is None else f"{unit} (regressor {column}: median shown)"
     if kind == "beta" and detail.kind == "exponential":
         return f"1/({detail.column} unit)"
     if kind == "sigma" and detail[1] == "add":
-        return f"({layout.observations[detail[0]].observable} unit)"
+        observation = layout.observations[detail[0]]
+        return observation.unit or f"({observation.observable} unit)"
     return "-"
 
 

@@ -196,6 +196,7 @@ def _options_record(options: dict) -> dict:
                 "observable": o.observable,
                 "error": o.error.kind,
                 "values": o.error.initial(),
+                "unit": o.unit,
             }
             for dvid, o in out["observations"].items()
         }
@@ -212,7 +213,9 @@ def _options(record: dict) -> dict:
     out = dict(record)
     if out.get("observations") is not None:
         out["observations"] = {
-            int(dvid): Observation(o["observable"], ERROR_MODELS[o["error"]](**o["values"]))
+            int(dvid): Observation(
+                o["observable"], ERROR_MODELS[o["error"]](**o["values"]), o.get("unit")
+            )
             for dvid, o in out["observations"].items()
         }
     out["covariates"] = [CovariateEffect(**c) for c in out.get("covariates") or ()]
