@@ -495,8 +495,8 @@ def _csv(frame):
     return lambda path: frame.to_csv(path, index=False)
 
 
-def _figure(draw, *args):
-    return lambda path: plots.save(draw(*args), path)
+def _figure(draw, *args, **kwargs):
+    return lambda path: plots.save(draw(*args, **kwargs), path)
 
 
 def _titled(fig, title: str):
