@@ -34,6 +34,7 @@ OMEGA = ["--omega", "cmax", "--omega", "alpha"]
 SOLVER = ["--solver", "tsit5", "--rtol", "1e-6"]
 COLUMNS = "id=ID,day=TIME,dose=AMT,y=DV,y_ID=DVID"
 PNG = b"\x89PNG\r\n\x1a\n"
+UNIT = "copies/ug gDNA"
 PLOTS = ("gof.png", "individual_fits.png", "residuals.png", "eta_covariates.png", "pcvpc.png")
 
 
@@ -75,11 +76,12 @@ def data(folder):
 
 @pytest.fixture(scope="module")
 def fitted(folder, data):
-    """One FOCE-I fit of the Monolix file through ``--columns`` and ``--ignore``; standard
-    errors by the default (sandwich). Exit status, stdout, stderr and the results folder."""
+    """One FOCE-I fit of the Monolix file through ``--columns`` and ``--ignore``, the DV unit
+    given by ``--unit``; standard errors by the default (sandwich). Exit status, stdout,
+    stderr and the results folder."""
     out = folder / "results"
     argv = fit_argv(data, out, *SOLVER, "--columns", COLUMNS, "--ignore", "@")
-    argv += ["--ignore", "DVID.EQ.2", "--vpc", "20", "--replicates", "40"]
+    argv += ["--ignore", "DVID.EQ.2", "--vpc", "20", "--replicates", "40", "--unit", UNIT]
     stdout, stderr = io.StringIO(), io.StringIO()  # capsys is function-scoped
     with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
         status = main(argv)
@@ -131,6 +133,7 @@ def test_monolix_columns_and_ignore_rules_are_applied(fitted):
     assert options["ignore"] == ["@", "DVID.EQ.2"] and options["accept"] is None
     record = json.loads((out / "fit.json").read_text())["problem"]
     assert record["columns"] == options["columns"] and record["ignore"] == options["ignore"]
+    assert record["observations"]["1"]["unit"] == UNIT  # --unit, kept for load_fit
     assert "Traceback" not in stdout
 
 
