@@ -364,6 +364,8 @@ def run_saem(
             jnp.asarray(components), jnp.asarray(scales),
         )  # fmt: skip
         eta, value, rates = np.asarray(eta), np.asarray(value), np.asarray(rates)
+        # complete-data -2 log L of the samples: l_i(z) + log det(2 pi Omega) per subject
+        complete = value.sum() / chains + n * (k * math.log(2 * math.pi) + _log_det(layout, x))
         _adapt(scales, modes, components, rates)
         gamma = 1.0 if it <= k1 else 1.0 / (it - k1 + 1)
         # statistics of phi over chains, then stochastic approximation
@@ -387,13 +389,13 @@ def run_saem(
             )  # fmt: skip
             x_new[numerical] = x[numerical] + gamma * (u - x[numerical])
         x = x_new
-        history.append((it, float(value.sum() / chains), x.copy()))
+        history.append((it, float(complete), x.copy()))
         if it <= 3 or it == k1 + k2 or time.perf_counter() - last_report > 5.0:
             last_report = time.perf_counter()
             phase = "exploration" if it <= k1 else "smoothing"
             say(
                 f"SAEM {phase} iteration {it:4d}/{k1 + k2}  complete -2LL "
-                f"{value.sum() / chains:.4f}  acceptance {np.mean(rates):.2f}  "
+                f"{complete:.4f}  acceptance {np.mean(rates):.2f}  "
                 f"({time.perf_counter() - started:.0f} s)"
             )
     # conditional means and covariances of eta from the smoothing phase, for the EBE warm starts
@@ -437,6 +439,12 @@ def run_saem(
 def _typical(layout: Layout, x, design) -> np.ndarray:
     """Every subject's unconstrained typical parameters, ``(P, K)``."""
     return np.asarray(jax.vmap(lambda row: layout.typical(jnp.asarray(x), row))(design))
+
+
+def _log_det(layout: Layout, x) -> float:
+    """``log det Omega``."""
+    chol = np.asarray(layout.omega_chol(jnp.asarray(x)))
+    return float(2 * np.sum(np.log(np.abs(np.diagonal(chol)))))
 
 
 def _variances(layout: Layout, x) -> np.ndarray:
