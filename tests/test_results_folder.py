@@ -548,8 +548,8 @@ def test_closed_stdout_does_not_lose_the_run(work):
         (["--bootstrap", "-1"], "--bootstrap must be >= 0"),
         (["--starts", "0"], "--starts must be >= 1"),
         (["--profile", "nosuch"], "profile: unknown parameter 'nosuch'; estimated: cmax"),
-        (["--method", "individual", "--profile", "cmax"], "need a population fit"),
-        (["--method", "individual", "--bootstrap", "3"], "need a population fit"),
+        (["--method", "individual", "--profile", "cmax"], "need a FOCE-I or Laplace fit"),
+        (["--method", "individual", "--bootstrap", "3"], "need a FOCE-I or Laplace fit"),
         (["--fix", "cmax", "--profile", "cmax"], "profile: cmax is fixed in this fit"),
     ],
 )
