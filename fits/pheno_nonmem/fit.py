@@ -345,40 +345,55 @@ def run_saem(data, reference: dict) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     table["rel_diff_vs_nonmem_saem_percent"] = 100 * (
         table["cartpk_estimate"] / table["nonmem_saem_estimate"] - 1
     )
-    is_ofv = result.extra["ofv_importance_sampling"] - (result.ofv - result.ofv_nonmem)
-    is_se = result.extra["ofv_importance_sampling_se"]
-    ofv = pd.DataFrame(
-        [
-            dict(
-                what=what,
-                cartpk=value,
-                cartpk_mc_se=mc_se,
-                nonmem_foce=reference["ofv"],
-                difference=value - reference["ofv"],
-            )
-            for what, value, mc_se in (
-                ("FOCE-I OFV at the SAEM estimates", result.ofv_nonmem, math.nan),
-                ("-2LL by importance sampling at the SAEM estimates", is_ofv, is_se),
-            )
-        ]
-    )
+    ofv = pd.DataFrame(saem_ofv_rows(result, reference["ofv"]))
     summary = {
         "nonmem_reference": "FOCE-I of pheno.ext (estimates, SEs, OFV); NONMEM's SAEM estimates "
         f"(no SEs, no OFV) from {NONMEM_SAEM_SOURCE}",
+        **saem_summary(result, reference["ofv"], caught, seconds),
+        "cpu": cpu_model(),
+    }
+    return table, ofv, summary
+
+
+def saem_ofv_rows(result, nonmem_ofv: float) -> list[dict]:
+    """The FOCE-I OFV and the importance-sampling -2LL at the SAEM estimates (MC SE) on NONMEM's
+    basis, against NONMEM's FOCE-I OFV."""
+    is_ofv = result.extra["ofv_importance_sampling"] - (result.ofv - result.ofv_nonmem)
+    return [
+        dict(
+            what=what,
+            cartpk=value,
+            cartpk_mc_se=mc_se,
+            nonmem_foce=nonmem_ofv,
+            difference=value - nonmem_ofv,
+        )
+        for what, value, mc_se in (
+            ("FOCE-I OFV at the SAEM estimates", result.ofv_nonmem, math.nan),
+            (
+                "-2LL by importance sampling at the SAEM estimates",
+                is_ofv,
+                result.extra["ofv_importance_sampling_se"],
+            ),
+        )
+    ]
+
+
+def saem_summary(result, nonmem_ofv: float, caught: list[str], seconds: float) -> dict:
+    """The manifest's record of a SAEM fit against NONMEM's FOCE-I OFV."""
+    rows = saem_ofv_rows(result, nonmem_ofv)
+    return {
         "message": result.message,
         "iterations": result.iterations,
         "chains_per_subject": result.extra.get("chains"),
-        "foce_ofv_nonmem_at_saem_estimates": result.ofv_nonmem,
-        "ofv_importance_sampling_nonmem_basis": is_ofv,
-        "ofv_importance_sampling_se": is_se,
-        "nonmem_foce_ofv": reference["ofv"],
+        "foce_ofv_nonmem_at_saem_estimates": rows[0]["cartpk"],
+        "ofv_importance_sampling_nonmem_basis": rows[1]["cartpk"],
+        "ofv_importance_sampling_se": rows[1]["cartpk_mc_se"],
+        "nonmem_foce_ofv": nonmem_ofv,
         "covariance": result.covariance.message,
         "ebe_not_converged": int((~result.ebe_converged).sum()),
         "warnings": caught,
         "seconds": seconds,
-        "cpu": cpu_model(),
     }
-    return table, ofv, summary
 
 
 SAEM_FILES = ("agreement_saem.csv", "ofv_saem.csv")

@@ -258,12 +258,6 @@ def saem_from_initial(data, reference: dict, se: str = "hessian", progress: bool
     return result, [str(w.message) for w in caught], time.perf_counter() - started
 
 
-def is_nonmem(result) -> tuple[float, float]:
-    """``-2 log L`` by importance sampling on NONMEM's basis (without ``n log 2 pi``), its MC SE."""
-    ll = result.extra["ofv_importance_sampling"] - (result.ofv - result.ofv_nonmem)
-    return ll, result.extra["ofv_importance_sampling_se"]
-
-
 def agreement(result, reference: dict, model: str) -> pd.DataFrame:
     """Estimates and SEs of cartpk and NONMEM on NONMEM's scale, with relative differences."""
     hessian = result.estimates_table("hessian").set_index("parameter")
@@ -331,34 +325,12 @@ def run_saem(data) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
         result, caught, seconds = saem_from_initial(data, reference, progress=True)
         print(f"SAEM ({model}): {seconds:.0f} s")
         tables.append(agreement(result, reference, model))
-        is_ofv, is_se = is_nonmem(result)
-        for what, value, mc_se in (
-            ("FOCE-I OFV at the SAEM estimates", result.ofv_nonmem, math.nan),
-            ("-2LL by importance sampling at the SAEM estimates", is_ofv, is_se),
-        ):
-            ofv_rows.append(
-                dict(
-                    model=model,
-                    what=what,
-                    cartpk=value,
-                    cartpk_mc_se=mc_se,
-                    nonmem_foce=reference["ofv"],
-                    difference=value - reference["ofv"],
-                )
-            )
+        ofv_rows += [
+            dict(model=model, **row) for row in pheno.saem_ofv_rows(result, reference["ofv"])
+        ]
         summary[model] = {
             "nonmem_run": f"{SOURCE}/{reference['run']}.ctl (FOCE-I; no NONMEM SAEM run there)",
-            "message": result.message,
-            "iterations": result.iterations,
-            "chains_per_subject": result.extra.get("chains"),
-            "foce_ofv_nonmem_at_saem_estimates": result.ofv_nonmem,
-            "ofv_importance_sampling_nonmem_basis": is_ofv,
-            "ofv_importance_sampling_se": is_se,
-            "nonmem_foce_ofv": reference["ofv"],
-            "covariance": result.covariance.message,
-            "ebe_not_converged": int((~result.ebe_converged).sum()),
-            "warnings": caught,
-            "seconds": seconds,
+            **pheno.saem_summary(result, reference["ofv"], caught, seconds),
         }
     return pd.concat(tables, ignore_index=True), pd.DataFrame(ofv_rows), summary
 
