@@ -197,17 +197,17 @@ def test_initial_or_fixed_value_and_reference_are_refused():
     assert "a regressor takes no reference" in one_line(error)
 
 
-def test_individual_fits_refuse_regressors():
-    """Individual fits do not pass the design: refused on one line rather than ignored."""
+def test_individual_fits_use_each_subjects_regressor():
+    """Each subject's own fit sets ``y0`` from its ``BASE`` value and recovers ``k``."""
     from cartpk.estimation import Individual
 
-    with pytest.raises(CartpkError) as error:
-        fit(
-            Decay(),
-            frame(),
-            Individual(starts=1),
-            observations={1: Observation("y")},
-            covariates=REGRESSOR,
-            solver=dfx.Tsit5(),
-        )
-    assert "regressors (y0 <- BASE)" in one_line(error)
+    result = fit(
+        Decay(),
+        frame(noise=0.05),
+        Individual(starts=1),
+        observations={1: Observation("y", Exponential(0.1))},
+        covariates=REGRESSOR,
+        solver=dfx.Tsit5(),
+    )
+    assert result.converged, result.message
+    np.testing.assert_allclose(result.individual["k"], K, rtol=0.1)

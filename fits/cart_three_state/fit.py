@@ -1,4 +1,4 @@
-"""Simulate-and-re-estimate: a stiff three-state CAR-T / tumour model, FOCE-I from three starts.
+"""Simulate-and-re-estimate: a three-state CAR-T / tumour model, FOCE-I or SAEM from three starts.
 
 The model (time in days; CAR-T in cells/uL blood, tumour burden in 1e9 cells)::
 
@@ -11,9 +11,10 @@ The model (time in days; CAR-T in cells/uL blood, tumour burden in 1e9 cells)::
 Observations: DVID 1 = N + A (CAR-T in blood, log-normal error), DVID 2 = T (tumour burden,
 log-normal error); values below an assay floor are censored (``CENS=1`` with ``LLOQ``, M3).
 
-    python fits/cart_three_state/fit.py                     # 28 subjects, 3 starts, FOCE-I
-    python fits/cart_three_state/fit.py --solver tsit5      # explicit solver, for comparison
-    python fits/cart_three_state/fit.py --method saem       # SAEM(seed=0)
+    python fits/cart_three_state/fit.py --solver tsit5              # 28 subjects, 3 starts, FOCE-I
+    python fits/cart_three_state/fit.py --method saem --solver tsit5
+    python fits/cart_three_state/fit.py --solver tsit5 --only mixed # one start
+    python fits/cart_three_state/fit.py --from-estimates DIR/estimates_mixed.csv
     python fits/cart_three_state/fit.py --subjects 8 --starts 1 --out /tmp/small
 
 It writes to ``--out`` (default ``results/``): ``data.csv`` (the simulated NONMEM dataset),
@@ -62,9 +63,7 @@ class CarTThreeState(cartpk.AbstractModel):
         cartpk.Parameter(
             "n0", 0.5, "cells/uL", "CAR-T in blood just after infusion (dose-independent)", ASSUMED
         ),
-        cartpk.Parameter(
-            "k_act", 2.0, "1/d", "antigen-driven activation rate (fast: the stiff part)", ASSUMED
-        ),
+        cartpk.Parameter("k_act", 0.5, "1/d", "antigen-driven activation rate", ASSUMED),
         cartpk.Parameter(
             "rho",
             0.6,
@@ -122,6 +121,11 @@ SIGMA = {1: 0.3, 2: 0.2}  # log-normal residual SDs (assumed)
 #: CAR-T 0.3 cells/uL, tumour 0.01e9 cells
 LLOQ = {1: 0.3, 2: 0.01}
 SEED = 2021
+#: observed quantity of each DVID
+OBSERVABLES = {1: "car_t_per_ul", 2: "tumour_burden"}
+#: initial omegas and sigmas of the perturbed starts
+INITIAL_OMEGA = dict.fromkeys(OMEGA, 0.3)
+INITIAL_SIGMA = {1: 0.3, 2: 0.3}
 
 
 def truth(model) -> dict[str, float]:
@@ -193,10 +197,28 @@ def starts(model, count: int) -> list[tuple[str, dict]]:
     return out
 
 
-def strategy_for(method: str, max_iter: int, se: str):
-    if method == "saem":
-        return SAEM(seed=0, se=se)
-    return Population(method=method, max_iter=max_iter, se=se)
+def start_from(path: Path) -> tuple[str, dict, dict, dict]:
+    """A start at an earlier fit's estimates (``estimates_<start>.csv`` in a folder named
+    ``<method>_<solver>``): its typical values, omegas and sigmas."""
+    e = pd.read_csv(path).set_index("parameter")["estimate"]
+    label = f"from_{path.parent.name.split('_')[0]}_{path.stem.removeprefix('estimates_')}"
+    return (
+        label,
+        {k: float(e[k]) for k in ESTIMATED},
+        {k: float(e[f"omega_{k}"]) for k in OMEGA},
+        {dvid: float(e[f"sigma_log_{dvid}"]) for dvid in SIGMA},
+    )
+
+
+def strategy_for(args):
+    if args.method == "saem":
+        return SAEM(
+            iterations=tuple(args.saem_iterations),
+            seed=0,
+            se=args.se,
+            no_variability=args.no_variability,
+        )
+    return Population(method=args.method, max_iter=args.max_iter, se=args.se)
 
 
 def recovery_table(true: dict, labels: list[str], estimates: dict) -> pd.DataFrame:
@@ -215,20 +237,54 @@ def recovery_table(true: dict, labels: list[str], estimates: dict) -> pd.DataFra
 SOLVERS = {"kvaerno5": dfx.Kvaerno5, "tsit5": dfx.Tsit5}
 
 
+def earlier_fits(out: Path, rerun: set[str]) -> tuple[list[dict], dict]:
+    """The rows of ``out/fits.csv`` and the estimates of the starts not run again, so that
+    ``--only`` adds to a folder instead of replacing it."""
+    if not (out / "fits.csv").exists():
+        return [], {}
+    rows = [r for r in pd.read_csv(out / "fits.csv").to_dict("records") if r["start"] not in rerun]
+    estimates = {}
+    for row in rows:
+        path = out / f"estimates_{row['start']}.csv"
+        if path.exists():
+            estimates[row["start"]] = pd.read_csv(path).set_index("parameter")["estimate"]
+    return rows, estimates
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--method", choices=("foce", "laplace", "saem"), default="foce")
     parser.add_argument("--starts", type=int, default=3)
+    parser.add_argument("--only", help="run only the start with this label (e.g. mixed)")
+    parser.add_argument(
+        "--from-estimates",
+        type=Path,
+        help="one start from an earlier fit's estimates_<start>.csv (typical values, omegas, "
+        "sigmas), labelled from_<method>_<start>",
+    )
     parser.add_argument("--subjects", type=int, default=28)
     parser.add_argument("--solver", choices=sorted(SOLVERS), default="kvaerno5")
     parser.add_argument("--seed", type=int, default=SEED)
     parser.add_argument("--max-iter", type=int, default=500, help="FOCE-I: most OFV evaluations")
     parser.add_argument("--se", choices=("hessian", "sandwich", "none"), default="hessian")
+    parser.add_argument(
+        "--saem-iterations", type=int, nargs=2, default=(300, 200), metavar=("K1", "K2")
+    )
+    parser.add_argument("--no-variability", choices=("decreasing", "newton"), default="newton")
     parser.add_argument("--out", type=Path, default=HERE / "results")
     args = parser.parse_args(argv)
-    strategy = strategy_for(args.method, args.max_iter, args.se)
+    strategy = strategy_for(args)
     cartpk.enable_x64()
     model = CarTThreeState()
+    planned = [
+        (label, x, INITIAL_OMEGA, INITIAL_SIGMA)
+        for label, x in starts(model, args.starts)
+        if args.only in (None, label)
+    ]
+    if args.from_estimates:
+        planned = [start_from(args.from_estimates)]
+    if not planned:
+        parser.error(f"--only {args.only}: no such start among the first {args.starts}")
     args.out.mkdir(parents=True, exist_ok=True)
     data = simulate(model, args.subjects, args.seed)
     data.to_csv(args.out / "data.csv", index=False)
@@ -239,20 +295,12 @@ def main(argv=None) -> int:
         flush=True,
     )
     true = truth(model)
-    observations = {
-        1: Observation("car_t_per_ul", Exponential(0.3)),
-        2: Observation("tumour_burden", Exponential(0.3)),
-    }
-    options = dict(
-        observations=observations,
-        fixed=list(FIXED),
-        variability=list(OMEGA),
-        covariates=[CovariateEffect("t0", "TUMOR0", "regressor")],
-    )
+    options = dict(fixed=list(FIXED), covariates=[CovariateEffect("t0", "TUMOR0", "regressor")])
     if args.solver != "kvaerno5":
         options["solver"] = SOLVERS[args.solver]()
-    fits, estimates, failures = [], {}, []
-    for label, initial in starts(model, args.starts):
+    fits, estimates = earlier_fits(args.out, {start[0] for start in planned})
+    failures = []
+    for label, initial, omega, sigma in planned:
         print(
             f"start {label}: " + ", ".join(f"{k}={v:.3g}" for k, v in initial.items()), flush=True
         )
@@ -263,6 +311,11 @@ def main(argv=None) -> int:
                 data,
                 strategy,
                 initial=initial,
+                variability=omega,
+                observations={
+                    dvid: Observation(name, Exponential(sigma[dvid]))
+                    for dvid, name in OBSERVABLES.items()
+                },
                 progress=lambda line, label=label: print(f"  [{label}] {line}", flush=True),
                 **options,
             )

@@ -12,12 +12,13 @@ Public API (everything else is internal):
   :func:`endpoint_table`, :func:`optimize_schedule` (``cartpk simulate`` / ``cartpk optimize``);
 - plots: :mod:`cartpk.plots`; sensitivity analysis: :mod:`cartpk.sensitivity`;
 - data: :func:`list_datasets`, :func:`load_dataset`, :func:`read_nonmem`;
+- non-compartmental analysis: :mod:`cartpk.nca` (``cartpk nca``);
 - units: :mod:`cartpk.units`; errors: :class:`CartpkError` and subclasses.
 
 cartpk computes in float64: call :func:`enable_x64` once before use.
 """
 
-from . import estimation, plots, sensitivity, units
+from . import estimation, nca, plots, sensitivity, units
 from .channels import CHANNELS
 from .datasets import list_datasets, load_dataset
 from .endpoints import ENDPOINTS, EndpointOptions, endpoint_table
@@ -63,6 +64,7 @@ __all__ = [
     "VirtualPopulation",
     "endpoint_table",
     "load_scenario",
+    "nca",
     "optimize_schedule",
     "plots",
     "run_scenario",

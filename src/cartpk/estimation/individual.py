@@ -87,7 +87,9 @@ def individual_objective(spec: Spec, ilayout: IndividualLayout, v, x_base, prior
     """``J_i(v)`` for one subject (``+inf`` where the solve fails)."""
     layout = spec.layout
     x = _x_of(ilayout, x_base, v)
-    phi = layout.typical(x, jnp.zeros(len(layout.effects)))
+    # covariate effects do not apply to a subject's own parameters; regressors do
+    n_effects = len(layout.effects)
+    phi = layout.typical(x, jnp.zeros_like(d.design).at[n_effects:].set(d.design[n_effects:]))
     g, status = predictions(spec, phi, d)
     sd = residual_sd(spec, g, layout.sigmas(x), d)
     value = jnp.sum(data_terms(g, sd, d))

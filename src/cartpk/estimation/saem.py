@@ -14,9 +14,12 @@ Lavielle 2014, *Mixed Effects Models for the Population Approach*, CRC, ch. 9):
    (``E[phi_i]`` and ``E[phi_i phi_i^T]``), with step ``gamma_k = 1`` during the ``K1``
    exploration iterations and ``1 / (k - K1 + 1)`` during the ``K2`` smoothing ones.
 3. **Maximisation**: typical values and covariate effects of parameters with variability by
-   least squares on ``E[phi_i]``, ``Omega`` from the second moments, in closed form; typical
-   values without variability and the residual error parameters by two Newton steps on the
-   complete-data objective at the current samples, averaged with the same ``gamma_k``.
+   least squares on ``E[phi_i]``, ``Omega`` from the second moments, in closed form; the
+   typical values without variability take one Newton step, then the residual error parameters
+   two, on the complete-data objective at the current samples, averaged with the same ``gamma_k``
+   (or, with ``no_variability="decreasing"``, those typical values get an artificial
+   variability whose variance is forced to shrink by the factor 0.95 per iteration, Monolix's
+   "add decreasing variability", and the closed form updates them too).
    During exploration each variance decreases by at most the factor ``annealing`` per iteration
    (simulated annealing: the chains keep exploring while the variances are large).
 
@@ -29,6 +32,7 @@ covariance step of the FOCE-I objective at the SAEM estimates
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Callable
@@ -50,6 +54,11 @@ from .strategy import AbstractStrategy, Settings
 TARGET_ACCEPTANCE = 0.4
 #: degrees of freedom of the importance-sampling proposal
 T_DOF = 5.0
+#: how SAEM estimates typical values without variability (see :class:`SAEM`)
+NO_VARIABILITY = ("decreasing", "newton")
+#: initial SD (log scale) of the artificial variability of ``no_variability="decreasing"``
+#: (Monolix starts every omega at 1), and the factor by which its variance shrinks per iteration
+ARTIFICIAL_SD, ARTIFICIAL_DECREASE = 1.0, 0.95
 
 
 @dataclass(frozen=True)
@@ -67,6 +76,13 @@ class SAEM(AbstractStrategy):
         se: ``"sandwich"``, ``"hessian"`` or ``"none"`` (linearization: the FOCE-I covariance
             step at the SAEM estimates).
         seed: seed of every random draw; the same seed gives the same fit.
+        no_variability: how typical values without variability are estimated: ``"newton"``
+            (Newton steps on the complete-data objective: exact at every iteration, but each
+            step differentiates twice through every solve) or ``"decreasing"`` (an artificial
+            variability, SD 1 at the start, its variance shrinking by the factor 0.95 every
+            iteration, as Monolix's "add decreasing variability": only Markov chain moves,
+            several times cheaper, but the value freezes where it is once the variance is
+            small; see ``docs/saem.md``). A block ``Omega`` uses Newton.
     """
 
     iterations: tuple[int, int] = (300, 200)
@@ -77,6 +93,7 @@ class SAEM(AbstractStrategy):
     se: str = "sandwich"
     seed: int = 0
     fd_step: float = 0.05
+    no_variability: str = "newton"
 
     method = "saem"
 
@@ -88,6 +105,11 @@ class SAEM(AbstractStrategy):
             raise CartpkError(f"chains must be a positive integer, got {self.chains!r}")
         if not 0 < self.annealing <= 1:
             raise CartpkError(f"annealing must be in (0, 1], got {self.annealing!r}")
+        if self.no_variability not in NO_VARIABILITY:
+            raise CartpkError(
+                f"no_variability must be one of {', '.join(NO_VARIABILITY)}, "
+                f"got {self.no_variability!r}"
+            )
         if self.se not in SE_METHODS:
             raise CartpkError(f"se must be one of {', '.join(SE_METHODS)}, got {self.se!r}")
 
@@ -108,7 +130,7 @@ class Roles:
     mean_rows: tuple[tuple[int, tuple[int, ...], tuple[int, ...]], ...]  # per eta: (theta or -1,
     # free beta labels, their effect indices)
     omega: tuple[int, ...]  # omega labels (free ones) of each eta, -1 if fixed
-    numerical: tuple[int, ...]  # labels updated by BFGS on the complete-data objective
+    numerical: tuple[int, ...]  # labels updated by Newton steps on the complete-data objective
 
 
 def roles(layout: Layout, free) -> Roles:
@@ -322,27 +344,35 @@ def run_saem(
     started = time.perf_counter()
     say = progress or (lambda line: None)
     layout = problem.layout
-    k = len(layout.etas)
-    if not k:
+    if not layout.etas:
         raise CartpkError("SAEM needs at least one parameter with variability (--variability)")
-    r = roles(layout, layout.free)
     n = problem.arrays.n_subjects
+    x = np.asarray(problem.x0, dtype=float)
+    evaluator = Evaluator(spec, problem.arrays)
+    at_zero = np.zeros((n, len(layout.etas)))
+    check_finite(problem, evaluate_at(evaluator, x, _free_basis(problem), np.ones(n), at_zero))
+    # the iterations run on `work`: the layout, plus artificial variability on the typical
+    # values without variability (appended to Omega and x, so x[:size] is the original x)
+    artificial = ()
+    if strategy.no_variability == "decreasing" and not layout.block:
+        numerical = roles(layout, layout.free).numerical
+        artificial = tuple(layout.labels[i][1] for i in numerical if layout.labels[i][0] == "theta")
+    work, x = with_artificial_variability(layout, x, artificial)
+    work_spec = dataclasses.replace(spec, layout=work) if artificial else spec
+    k, k0, size = len(work.etas), len(layout.etas), x.size - len(artificial)
+    capped = np.asarray([work.index("omega", name) for name in artificial], dtype=int)
+    r = roles(work, work.free)
     chains = strategy.chains or max(1, math.ceil(50 / n))
     k1, k2 = strategy.iterations
     arrays = _replicate(problem.arrays, chains)
     design = np.asarray(problem.arrays.design)
     key = jax.random.PRNGKey(strategy.seed)
-    x = np.asarray(problem.x0, dtype=float)
-
-    evaluator = Evaluator(spec, problem.arrays)
-    check_finite(
-        problem, evaluate_at(evaluator, x, _free_basis(problem), np.ones(n), np.zeros((n, k)))
-    )
     say(
         f"fitting {type(layout.model).__name__} to {n} subjects "
         f"({int(np.asarray(problem.arrays.mask).sum())} observations) by SAEM: {layout.n_free} "
-        f"parameters, {chains} chain(s) per subject, {k1} + {k2} iterations (the first ones "
-        "compile the model: a minute or more)"
+        f"parameters, {chains} chain(s) per subject, {k1} + {k2} iterations"
+        + (f", decreasing artificial variability on {', '.join(artificial)}" if artificial else "")
+        + " (the first ones compile the model: a minute or more)"
     )
     modes = np.array(
         [0] * strategy.kernels[0] + [1] * strategy.kernels[1] + [2] * (strategy.kernels[2] * k)
@@ -352,24 +382,39 @@ def run_saem(
     )
     scales = np.full(1 + k, 0.5)
     eta = np.zeros((n * chains, k))
+    # Newton updates: the structural parameters (one step per iteration: it differentiates twice
+    # through every solve), then the residual ones at the new predictions (two steps; the
+    # predictions are computed once)
     numerical = np.asarray(r.numerical, dtype=int)
-    residual_only = all(layout.labels[i][0] == "sigma" for i in numerical)
+    residual = np.array([work.labels[i][0] == "sigma" for i in numerical], dtype=bool)
+    newton_blocks = [
+        (block, steps, residual_only)
+        for block, steps, residual_only in (
+            (numerical[~residual], 1, False),
+            (numerical[residual], 2, True),
+        )
+        if block.size
+    ]
     s_phi, s_phi2, s_sub2 = np.zeros((n, k)), np.zeros((k, k)), np.zeros((n, k, k))
     history = []
     last_report = time.perf_counter()
     for it in range(1, k1 + k2 + 1):
         key, sub = jax.random.split(key)
         eta, value, rates = _mcmc(
-            spec, arrays, jnp.asarray(x), jnp.asarray(eta), sub, jnp.asarray(modes),
+            work_spec, arrays, jnp.asarray(x), jnp.asarray(eta), sub, jnp.asarray(modes),
             jnp.asarray(components), jnp.asarray(scales),
         )  # fmt: skip
         eta, value, rates = np.asarray(eta), np.asarray(value), np.asarray(rates)
-        # complete-data -2 log L of the samples: l_i(z) + log det(2 pi Omega) per subject
-        complete = value.sum() / chains + n * (k * math.log(2 * math.pi) + _log_det(layout, x))
+        # complete-data -2 log L of the samples under the model (without the artificial
+        # variability): l_i(z) + log det(2 pi Omega) per subject
+        artificial_z2 = np.sum((eta[:, k0:] / np.sqrt(_variances(work, x)[k0:])) ** 2)
+        complete = (value.sum() - artificial_z2) / chains + n * (
+            k0 * math.log(2 * math.pi) + _log_det(layout, x[:size])
+        )
         _adapt(scales, modes, components, rates)
         gamma = 1.0 if it <= k1 else 1.0 / (it - k1 + 1)
         # statistics of phi over chains, then stochastic approximation
-        mu = _typical(layout, x, design)
+        mu = _typical(work, x, design)
         phi = mu[:, list(r.eta_position)][None] + eta.reshape(chains, n, k)
         new_phi = phi.mean(0)
         new_phi2 = np.einsum("cpa,cpb->ab", phi, phi) / (chains * n)
@@ -377,19 +422,21 @@ def run_saem(
         s_phi = s_phi + gamma * (new_phi - s_phi)
         s_phi2 = s_phi2 + gamma * (new_phi2 - s_phi2)
         s_sub2 = s_sub2 + gamma * (new_sub2 - s_sub2)
-        # maximisation (annealing: variances shrink by at most the factor `annealing`)
-        floor = strategy.annealing * _variances(layout, x) if it <= k1 else np.full(k, 1e-8)
-        x_new = m_step(layout, r, x, design, s_phi, s_phi2, floor)
-        if numerical.size:
+        # maximisation (annealing: variances shrink by at most the factor `annealing`; the
+        # artificial ones by at least ARTIFICIAL_DECREASE)
+        floor = strategy.annealing * _variances(work, x) if it <= k1 else np.full(k, 1e-8)
+        x_new = m_step(work, r, x, design, s_phi, s_phi2, floor)
+        x_new[capped] = np.minimum(x_new[capped], x[capped] + 0.5 * math.log(ARTIFICIAL_DECREASE))
+        for block, steps, residual_only in newton_blocks:
             u = np.asarray(
                 _numerical_step(
-                    spec, arrays, jnp.asarray(x_new), jnp.asarray(eta), jnp.asarray(numerical),
-                    2, residual_only,
+                    work_spec, arrays, jnp.asarray(x_new), jnp.asarray(eta),
+                    jnp.asarray(block), steps, residual_only,
                 )
             )  # fmt: skip
-            x_new[numerical] = x[numerical] + gamma * (u - x[numerical])
+            x_new[block] = x[block] + gamma * (u - x[block])
         x = x_new
-        history.append((it, float(complete), x.copy()))
+        history.append((it, float(complete), x[:size].copy()))
         if it <= 3 or it == k1 + k2 or time.perf_counter() - last_report > 5.0:
             last_report = time.perf_counter()
             phase = "exploration" if it <= k1 else "smoothing"
@@ -398,12 +445,14 @@ def run_saem(
                 f"{complete:.4f}  acceptance {np.mean(rates):.2f}  "
                 f"({time.perf_counter() - started:.0f} s)"
             )
+    # back to the model's own layout
+    x, s_phi, s_sub2 = x[:size], s_phi[:, :k0], s_sub2[:, :k0, :k0]
     # conditional means and covariances of eta from the smoothing phase, for the EBE warm starts
     # and the importance sampling proposal
     mu = _typical(layout, x, design)
-    mean_eta = s_phi - mu[:, list(r.eta_position)]
+    mean_eta = s_phi - mu[:, list(roles(layout, layout.free).eta_position)]
     cov_eta = s_sub2 - np.einsum("pa,pb->pab", s_phi, s_phi)
-    cov_eta = 0.5 * (cov_eta + np.swapaxes(cov_eta, 1, 2)) + 1e-10 * np.eye(k)
+    cov_eta = 0.5 * (cov_eta + np.swapaxes(cov_eta, 1, 2)) + 1e-10 * np.eye(k0)
     chol = np.asarray(layout.omega_chol(jnp.asarray(x)))
     z_mean = np.linalg.solve(chol, mean_eta.T).T
     extra = {"history": history, "chains": chains}
@@ -434,6 +483,20 @@ def run_saem(
         seconds=time.perf_counter() - started,
         extra=extra,
     )
+
+
+def with_artificial_variability(layout: Layout, x, names: tuple[str, ...]):
+    """``layout`` and ``x`` with variability (SD :data:`ARTIFICIAL_SD`) on ``names`` as well,
+    appended to ``Omega`` and to ``x``."""
+    if not names:
+        return layout, x
+    work = dataclasses.replace(
+        layout,
+        etas=layout.etas + names,
+        labels=layout.labels + tuple(("omega", name) for name in names),
+        free=layout.free + (True,) * len(names),
+    )
+    return work, np.concatenate([x, np.full(len(names), math.log(ARTIFICIAL_SD))])
 
 
 def _typical(layout: Layout, x, design) -> np.ndarray:
