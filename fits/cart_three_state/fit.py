@@ -339,6 +339,9 @@ def main(argv=None) -> int:
                     converged=bool(getattr(result, "converged", True)),
                     message=str(getattr(result, "message", "")),
                     seconds=seconds,
+                    # SAEM: -2 log L by importance sampling and its Monte Carlo SE
+                    ofv_importance_sampling=result.extra.get("ofv_importance_sampling"),
+                    ofv_importance_sampling_se=result.extra.get("ofv_importance_sampling_se"),
                 )
             )
             print(

@@ -81,8 +81,8 @@ class SAEM(AbstractStrategy):
             step differentiates twice through every solve) or ``"decreasing"`` (an artificial
             variability, SD 1 at the start, its variance shrinking by the factor 0.95 every
             iteration, as Monolix's "add decreasing variability": only Markov chain moves,
-            several times cheaper, but the value freezes where it is once the variance is
-            small; see ``docs/saem.md``). A block ``Omega`` uses Newton.
+            cheaper, but the value freezes where it is once the variance is small; see
+            ``docs/saem.md``). A block ``Omega`` uses Newton.
     """
 
     iterations: tuple[int, int] = (300, 200)
