@@ -310,6 +310,48 @@ def test_saem_m_step_is_the_sample_mean_and_covariance(study):
         assert np.exp(x[layout.index("omega", name)]) == pytest.approx(phi[:, j].std(), rel=1e-9)
 
 
+def test_saem_marginal_step_is_the_joint_newton_step():
+    """The elimination of each row's individual parameters in :func:`marginal_step` equals
+    solving the whole block-arrow Newton system over (u, theta, every phi_r) with the
+    gradient of u only: same steps of u and theta, and each row's phi step is its linear
+    response; the fixed theta (third) neither moves nor enters the system."""
+    from cartpk.estimation.saem import marginal_step
+
+    rng = np.random.default_rng(11)
+    rows, m, k = 5, 2, 3
+    a = rng.normal(size=(rows, m + k, m + k))
+    hess = a @ np.swapaxes(a, 1, 2)  # positive semidefinite, as Gauss-Newton Hessians are
+    grad = rng.normal(size=(rows, m + k))
+    ok = np.array([True, True, False, True, True])  # a failed row is left out
+    b = rng.normal(size=(k, k))
+    omega = b @ b.T + k * np.eye(k)
+    thetas = np.array([True, True, False])
+    du, dtheta, dphi = marginal_step(grad, hess, ok, omega, thetas)
+
+    prior = 2 * np.linalg.inv(omega)
+    used = np.flatnonzero(ok)
+    t = np.flatnonzero(thetas)
+    size = m + t.size + k * used.size
+    H = np.zeros((size, size))
+    g = np.zeros(size)
+    for j, row in enumerate(used):
+        f = slice(m + t.size + k * j, m + t.size + k * (j + 1))
+        H[:m, :m] += hess[row, :m, :m]
+        H[:m, f] = hess[row, :m, m:]
+        H[f, :m] = hess[row, m:, :m]
+        H[f, f] = hess[row, m:, m:] + prior
+        H[m : m + t.size, f] = -prior[t]
+        H[f, m : m + t.size] = -prior[:, t]
+        H[m : m + t.size, m : m + t.size] += prior[np.ix_(t, t)]
+        g[:m] += grad[row, :m]
+    full = -np.linalg.solve(H, g)
+    scale = min(1.0, 1.0 / np.max(np.abs(full[: m + t.size])))  # the step cap
+    np.testing.assert_allclose(du, scale * full[:m], rtol=1e-9)
+    np.testing.assert_allclose(dtheta[t], scale * full[m : m + t.size], rtol=1e-9)
+    assert dtheta[2] == 0 and np.all(dphi[2] == dtheta)
+    np.testing.assert_allclose(dphi[used], scale * full[m + t.size :].reshape(-1, k), rtol=1e-8)
+
+
 def test_estimates_table_and_standard_errors(pop_fit):
     table = pop_fit.estimates
     assert list(table.columns) == POPULATION_COLUMNS

@@ -15,11 +15,14 @@ Lavielle 2014, *Mixed Effects Models for the Population Approach*, CRC, ch. 9):
    exploration iterations and ``1 / (k - K1 + 1)`` during the ``K2`` smoothing ones.
 3. **Maximisation**: typical values and covariate effects of parameters with variability by
    least squares on ``E[phi_i]``, ``Omega`` from the second moments, in closed form; the
-   typical values without variability take one Newton step, then the residual error parameters
-   two, on the complete-data objective at the current samples, averaged with the same ``gamma_k``
-   (or, with ``no_variability="decreasing"``, those typical values get an artificial
-   variability whose variance is forced to shrink by the factor 0.95 per iteration, Monolix's
-   "add decreasing variability", and the closed form updates them too).
+   typical values without variability take one Newton step on the marginal likelihood
+   (:func:`marginal_step`: the samples' complete-data gradient, the Gauss-Newton Hessian with
+   each subject's individual parameters eliminated), with the chains and the statistics moved
+   along by the individual parameters' linear response; then the residual error parameters two
+   Newton steps on the complete-data objective at the current samples; each step scaled by
+   ``gamma_k`` (or, with ``no_variability="decreasing"``, those typical values get an
+   artificial variability whose variance is forced to shrink by the factor 0.95 per iteration,
+   Monolix's "add decreasing variability", and the closed form updates them too).
    During exploration each variance decreases by at most the factor ``annealing`` per iteration
    (simulated annealing: the chains keep exploring while the variances are large).
 
@@ -77,11 +80,12 @@ class SAEM(AbstractStrategy):
             step at the SAEM estimates).
         seed: seed of every random draw; the same seed gives the same fit.
         no_variability: how typical values without variability are estimated: ``"newton"``
-            (Newton steps on the complete-data objective: exact at every iteration, but each
-            step differentiates twice through every solve) or ``"decreasing"`` (an artificial
-            variability, SD 1 at the start, its variance shrinking by the factor 0.95 every
-            iteration, as Monolix's "add decreasing variability": only Markov chain moves,
-            cheaper, but the value freezes where it is once the variance is small; see
+            (a Newton step per iteration on the marginal likelihood, see
+            :func:`marginal_step`; one forward-mode Jacobian of the predictions per sample) or
+            ``"decreasing"`` (an artificial variability, SD 1 at the start, its variance
+            shrinking by the factor 0.95 every iteration, as Monolix's "add decreasing
+            variability": only Markov chain moves, but the value freezes where it is once the
+            variance is small; see
             ``docs/saem.md``). A block ``Omega`` uses Newton.
     """
 
@@ -223,41 +227,25 @@ def _row_terms(spec: Spec, g, status, sigmas, d):
 
 
 @eqx.filter_jit
-def _numerical_step(spec: Spec, arrays, x, eta, numerical, steps, residual_only: bool):
-    """``steps`` safeguarded Newton steps over ``x[numerical]`` on the complete-data
-    ``-2 log p(y | phi)`` at the samples ``eta`` (exact forward-mode Hessian, eigenvalues
-    floored, step length at most 2, halved until the objective decreases). With
-    ``residual_only`` (only residual error parameters) the predictions are computed once."""
+def _residual_step(spec: Spec, arrays, x, eta, residual, steps):
+    """``steps`` safeguarded Newton steps over the residual error parameters ``x[residual]`` on
+    the complete-data ``-2 log p(y | phi)`` at the samples ``eta`` (exact Hessian, eigenvalues
+    floored, step length at most 2, halved until the objective decreases; the predictions are
+    computed once)."""
     layout = spec.layout
+    mu, _, _ = _contexts(layout, x, arrays.design)
+    g, status = jax.vmap(lambda p, d: predictions(spec, p, d))(_phi(layout, mu, eta), arrays)
 
-    if residual_only:
-        mu, _, _ = _contexts(layout, x, arrays.design)
-        g, status = jax.vmap(lambda p, d: predictions(spec, p, d))(_phi(layout, mu, eta), arrays)
-
-        def objective(u):
-            sigmas = layout.sigmas(x.at[numerical].set(u))
-            terms = jax.vmap(lambda g, st, d: _row_terms(spec, g, st, sigmas, d))(g, status, arrays)
-            return jnp.sum(terms)
-
-    else:
-
-        def objective(u):
-            xu = x.at[numerical].set(u)
-            mu, _, sigmas = _contexts(layout, xu, arrays.design)
-
-            def one(phi, d):
-                g, status = predictions(spec, phi, d)
-                return _row_terms(spec, g, status, sigmas, d)
-
-            return jnp.sum(jax.vmap(one)(_phi(layout, mu, eta), arrays))
+    def objective(u):
+        sigmas = layout.sigmas(x.at[residual].set(u))
+        terms = jax.vmap(lambda g, st, d: _row_terms(spec, g, st, sigmas, d))(g, status, arrays)
+        return jnp.sum(terms)
 
     def newton(_, u):
         value = objective(u)
         grad = jax.jacfwd(objective)(u)
         hess = jax.jacfwd(jax.jacfwd(objective))(u)
-        w, q = jnp.linalg.eigh(0.5 * (hess + hess.T))
-        w = jnp.maximum(jnp.abs(w), 1e-6 * jnp.max(jnp.abs(w)) + 1e-12)
-        direction = -q @ ((q.T @ grad) / w)
+        direction = _newton_direction(grad, hess)
         direction *= jnp.minimum(1.0, 2.0 / (jnp.max(jnp.abs(direction)) + 1e-300))
 
         def shorter(carry):
@@ -272,7 +260,103 @@ def _numerical_step(spec: Spec, arrays, x, eta, numerical, steps, residual_only:
         ok = jnp.isfinite(value) & (new < value) & jnp.all(jnp.isfinite(direction))
         return jnp.where(ok, u + t * direction, u)
 
-    return jax.lax.fori_loop(0, steps, newton, x[numerical])
+    return jax.lax.fori_loop(0, steps, newton, x[residual])
+
+
+def _newton_direction(grad, hess):
+    """``-H^-1 grad`` with the eigenvalues of ``H`` made positive and floored."""
+    w, q = jnp.linalg.eigh(0.5 * (hess + hess.T))
+    w = jnp.maximum(jnp.abs(w), 1e-6 * jnp.max(jnp.abs(w)) + 1e-12)
+    return -q @ ((q.T @ grad) / w)
+
+
+@eqx.filter_jit
+def _linearization(spec: Spec, arrays, x, eta, block):
+    """Per row at the samples ``eta``: the gradient of the complete-data ``-2 log p(y | phi)``
+    over ``v = (x[block], phi[etas])`` and its Gauss-Newton Hessian ``J^T diag(h'') J`` (``J``
+    the predictions' Jacobian, ``h''`` the data terms' curvature, floored at 0), and whether
+    the row's solve succeeded with finite values."""
+    layout = spec.layout
+    _, _, sigmas = _contexts(layout, x, arrays.design)
+    where = jnp.asarray([layout.names.index(n) for n in layout.etas], dtype=int)
+    m = block.shape[0]
+
+    def row(eta_r, d):
+        def g_of(v):
+            mu = layout.typical(x.at[block].set(v[:m]), d.design)
+            g, status = predictions(spec, mu.at[where].add(eta_r + v[m:]), d)
+            return g, (g, status)
+
+        v0 = jnp.concatenate([x[block], jnp.zeros(where.shape[0])])
+        J, (g, status) = jax.jacfwd(g_of, has_aux=True)(v0)
+        J = jnp.where(d.mask[:, None], J, 0.0)
+
+        def terms(g):
+            return jnp.sum(data_terms(g, residual_sd(spec, g, sigmas, d), d))
+
+        h1 = jax.grad(terms)(g)
+        h2 = jax.jvp(jax.grad(terms), (g,), (jnp.ones_like(g),))[1]  # terms are per row of g
+        grad = J.T @ h1
+        hess = J.T @ (jnp.maximum(h2, 0.0)[:, None] * J)
+        ok = (status == 0) & jnp.all(jnp.isfinite(grad)) & jnp.all(jnp.isfinite(hess))
+        return jnp.where(ok, grad, 0.0), jnp.where(ok, hess, 0.0), ok
+
+    return jax.vmap(row)(eta, arrays)
+
+
+@eqx.filter_jit
+def _complete_terms(spec: Spec, arrays, x, eta):
+    """Each row's conditional objective ``-2 log p(y | phi) + z^T z`` at ``eta``."""
+    layout = spec.layout
+    mu, chol, sigmas = _contexts(layout, x, arrays.design)
+    z = jax.scipy.linalg.solve_triangular(chol, eta.T, lower=True).T
+    return jax.vmap(lambda zi, mi, d: conditional(spec, zi, (mi, chol, sigmas), d))(z, mu, arrays)
+
+
+def marginal_step(grad, hess, ok, omega, thetas):
+    """A Newton step for the typical values without variability, ``u``, on the marginal
+    likelihood, with the typical values ``theta`` of the random effects moving along.
+
+    The gradient is the samples' complete-data gradient, which estimates the marginal one
+    (Fisher's identity). The Hessian is the complete-data one with each row's individual
+    parameters ``phi_r`` eliminated (a Schur complement): along a ridge of ``u`` and ``phi``,
+    the step on ``u`` is then as long as the marginal curvature asks, where a step at fixed
+    samples is as short as the complete-data curvature allows (EM's slow convergence when the
+    random effects carry most of the information).
+
+    Args:
+        grad, hess, ok: per row, from :func:`_linearization` (``(R, m + k)``,
+            ``(R, m + k, m + k)``, ``(R,)``).
+        omega: ``Omega``, ``(k, k)``.
+        thetas: boolean ``(k,)``, the random effects whose typical value is estimated.
+
+    Returns:
+        ``(du, dtheta, dphi)``: the steps of ``u`` ``(m,)``, of every typical value ``(k,)``
+        (0 where fixed), and the linear response of each row's conditional mode ``(R, k)``.
+    """
+    grad, hess = np.asarray(grad)[ok], np.asarray(hess)[ok]
+    k = omega.shape[0]
+    m = hess.shape[1] - k
+    prior = 2 * np.linalg.inv(omega)  # the prior's Hessian in phi (-2 log scale)
+    Duu, Duf, Dff = hess[:, :m, :m], hess[:, :m, m:], hess[:, m:, m:]
+    A = Dff + prior
+    A_Dfu = np.linalg.solve(A, np.swapaxes(Duf, 1, 2))  # (R, k, m)
+    A_P = np.linalg.solve(A, np.broadcast_to(prior, A.shape))  # (R, k, k)
+    t = np.flatnonzero(thetas)
+    H = np.zeros((m + t.size, m + t.size))
+    H[:m, :m] = np.sum(Duu - Duf @ A_Dfu, 0)
+    H[:m, m:] = np.sum(Duf @ A_P, 0)[:, t]
+    H[m:, :m] = H[:m, m:].T
+    H[m:, m:] = np.sum(prior - prior @ A_P, 0)[np.ix_(t, t)]
+    # the typical values of phi are at their M-step optimum: their gradient is 0
+    g = np.concatenate([grad[:, :m].sum(0), np.zeros(t.size)])
+    step = np.array(_newton_direction(jnp.asarray(g), jnp.asarray(H)))
+    step *= min(1.0, 1.0 / (np.max(np.abs(step)) + 1e-300))  # at most 1 on the log scale
+    du, dtheta = step[:m], np.zeros(k)
+    dtheta[t] = step[m:]
+    dphi = np.broadcast_to(dtheta, (ok.size, k)).copy()  # failed rows: eta unchanged
+    dphi[ok] = -(A_Dfu @ du - A_P @ dtheta)
+    return du, dtheta, dphi
 
 
 @eqx.filter_jit
@@ -382,20 +466,15 @@ def run_saem(
     )
     scales = np.full(1 + k, 0.5)
     eta = np.zeros((n * chains, k))
-    # Newton updates: the structural parameters (one step per iteration: it differentiates twice
-    # through every solve), then the residual ones at the new predictions (two steps; the
-    # predictions are computed once)
+    # Newton updates: the typical values without variability on the marginal likelihood (with
+    # the chains and statistics carried along), then the residual error parameters (two steps
+    # at the new predictions)
     numerical = np.asarray(r.numerical, dtype=int)
     residual = np.array([work.labels[i][0] == "sigma" for i in numerical], dtype=bool)
-    newton_blocks = [
-        (block, steps, residual_only)
-        for block, steps, residual_only in (
-            (numerical[~residual], 1, False),
-            (numerical[residual], 2, True),
-        )
-        if block.size
-    ]
-    s_phi, s_phi2, s_sub2 = np.zeros((n, k)), np.zeros((k, k)), np.zeros((n, k, k))
+    structural, residual = numerical[~residual], numerical[residual]
+    thetas = np.array([theta >= 0 for theta, _, _ in r.mean_rows], dtype=bool)
+    theta_index = np.array([theta for theta, _, _ in r.mean_rows])[thetas]
+    s_phi, s_sub2 = np.zeros((n, k)), np.zeros((n, k, k))
     history = []
     last_report = time.perf_counter()
     for it in range(1, k1 + k2 + 1):
@@ -416,25 +495,26 @@ def run_saem(
         # statistics of phi over chains, then stochastic approximation
         mu = _typical(work, x, design)
         phi = mu[:, list(r.eta_position)][None] + eta.reshape(chains, n, k)
-        new_phi = phi.mean(0)
-        new_phi2 = np.einsum("cpa,cpb->ab", phi, phi) / (chains * n)
-        new_sub2 = np.einsum("cpa,cpb->pab", phi, phi) / chains
-        s_phi = s_phi + gamma * (new_phi - s_phi)
-        s_phi2 = s_phi2 + gamma * (new_phi2 - s_phi2)
-        s_sub2 = s_sub2 + gamma * (new_sub2 - s_sub2)
+        s_phi = s_phi + gamma * (phi.mean(0) - s_phi)
+        s_sub2 = s_sub2 + gamma * (np.einsum("cpa,cpb->pab", phi, phi) / chains - s_sub2)
         # maximisation (annealing: variances shrink by at most the factor `annealing`; the
         # artificial ones by at least ARTIFICIAL_DECREASE)
         floor = strategy.annealing * _variances(work, x) if it <= k1 else np.full(k, 1e-8)
-        x_new = m_step(work, r, x, design, s_phi, s_phi2, floor)
+        x_new = m_step(work, r, x, design, s_phi, s_sub2.mean(0), floor)
         x_new[capped] = np.minimum(x_new[capped], x[capped] + 0.5 * math.log(ARTIFICIAL_DECREASE))
-        for block, steps, residual_only in newton_blocks:
+        if structural.size:
+            x_new, eta, s_phi, s_sub2 = _structural_update(
+                work_spec, arrays, x_new, eta, s_phi, s_sub2, structural, thetas, theta_index,
+                gamma, line_search=it <= k1,
+            )  # fmt: skip
+        if residual.size:
             u = np.asarray(
-                _numerical_step(
+                _residual_step(
                     work_spec, arrays, jnp.asarray(x_new), jnp.asarray(eta),
-                    jnp.asarray(block), steps, residual_only,
+                    jnp.asarray(residual), 2,
                 )
             )  # fmt: skip
-            x_new[block] = x[block] + gamma * (u - x[block])
+            x_new[residual] = x[residual] + gamma * (u - x[residual])
         x = x_new
         history.append((it, float(complete), x[:size].copy()))
         if it <= 3 or it == k1 + k2 or time.perf_counter() - last_report > 5.0:
@@ -483,6 +563,55 @@ def run_saem(
         seconds=time.perf_counter() - started,
         extra=extra,
     )
+
+
+def _structural_update(
+    spec, arrays, x, eta, s_phi, s_sub2, block, thetas, theta_index, gamma, line_search
+):
+    """The marginal Newton step of :func:`marginal_step` on ``x[block]``, scaled by ``gamma``
+    and, during exploration, halved until the complete-data objective decreases (at most four
+    times; no step if it never does). The chains, the typical values and the statistics move
+    with the individual parameters' linear response: the M-step then sees the shifted ridge at
+    once instead of over many iterations."""
+    layout = spec.layout
+    n, k = s_phi.shape
+    chains = eta.shape[0] // n
+    grad, hess, ok = _linearization(
+        spec, arrays, jnp.asarray(x), jnp.asarray(eta), jnp.asarray(block)
+    )
+    ok = np.asarray(ok)
+    if not ok.any():
+        return x, eta, s_phi, s_sub2
+    omega = np.asarray(layout.omega_chol(jnp.asarray(x)))
+    du, dtheta, dphi = marginal_step(grad, hess, ok, omega @ omega.T, thetas)
+
+    def moved(t):
+        x_t = x.copy()
+        x_t[block] += t * du
+        x_t[theta_index] += t * dtheta[thetas]
+        return x_t, eta + t * (dphi - dtheta)
+
+    def total(x_t, eta_t):
+        return float(np.sum(_complete_terms(spec, arrays, jnp.asarray(x_t), jnp.asarray(eta_t))))
+
+    t = gamma
+    if line_search:
+        before = total(x, eta)
+        while not total(*moved(t)) < before:
+            if t <= gamma / 16:
+                return x, eta, s_phi, s_sub2
+            t /= 2
+    elif not np.isfinite(total(*moved(t))):
+        return x, eta, s_phi, s_sub2
+    x, eta = moved(t)
+    shift = t * dphi.reshape(chains, n, k).mean(0)
+    s_sub2 = (
+        s_sub2
+        + np.einsum("pa,pb->pab", shift, s_phi)
+        + np.einsum("pa,pb->pab", s_phi, shift)
+        + np.einsum("pa,pb->pab", shift, shift)
+    )
+    return x, eta, s_phi + shift, s_sub2
 
 
 def with_artificial_variability(layout: Layout, x, names: tuple[str, ...]):
