@@ -4,10 +4,11 @@ A stiff Gompertz model (``r = 50 /d``) makes Kvaerno5's Newton iterations leave 
 (``log`` of a negative volume) on trial steps; the forward-mode derivative of that implicit solve
 then raises inside lineax ("A linear solver received non-finite input") instead of returning a
 status. The fit must retry those subjects with the explicit solver and say so per subject; random
-initial values must give a result or one :class:`~cartpk.errors.CartpkError` line, never another
-exception.
+initial values, and random user model structures (:class:`RandomTerms`), must give a result or
+one :class:`~cartpk.errors.CartpkError` line, never another exception.
 """
 
+import math
 from typing import ClassVar
 
 import hypothesis.strategies as st
@@ -46,6 +47,55 @@ class Gompertz(cartpk.AbstractModel):
 
 MODEL = Gompertz()
 OBSERVATIONS = {1: Observation("volume", Exponential(0.1))}
+
+
+class RandomTerms(cartpk.AbstractModel):
+    """A family of user models: every term of the vector field has its own weight, so a draw of
+    the (fixed) weights is a model structure (a zero weight drops its term), all under one
+    compile. Signs and sizes are free: states may turn negative (``b ** 1.5`` and ``log a`` are
+    then NaN), blow up or become stiff."""
+
+    states: ClassVar = (
+        cartpk.State("a", "blood", "cells/uL", "cells", atol=1e-9),
+        cartpk.State("b", "tumour", "mL", "target", atol=1e-9),
+    )
+    parameters: ClassVar = (
+        cartpk.Parameter("a0", 1.0, "cells/uL", "initial cells", "test value"),
+        cartpk.Parameter("grow", 0.5, "1/d", "logistic growth of a", "test value"),
+        cartpk.Parameter("die", 0.1, "1/d", "loss of b", "test value"),
+        *(
+            cartpk.Parameter(
+                f"w{i}",
+                0.0,
+                "-",
+                f"weight of term {i}",
+                "test value",
+                -math.inf,
+                math.inf,
+                "identity",
+            )  # fmt: skip
+            for i in range(1, 7)
+        ),
+    )
+
+    def initial_state(self, p):
+        return {"a": p["a0"], "b": jnp.ones(())}
+
+    def rates(self, t, y, p, effects):
+        a, b = y["a"], y["b"]
+        return {
+            "a": p["grow"] * a * (1 - a / 10)
+            - p["w1"] * a * b / (1 + a)
+            + p["w2"] * b**1.5
+            + p["w3"] * jnp.exp(-p["w4"] * t),
+            "b": p["w5"] * a * b / (1 + a) - p["die"] * b + p["w6"] * jnp.log(a),
+        }
+
+    def observables(self, t, y, p):
+        return {"cells": y["a"]}
+
+
+WEIGHTS = tuple(f"w{i}" for i in range(1, 7))
 
 
 @pytest.fixture(scope="module")
@@ -102,6 +152,45 @@ def test_random_initial_values_end_cleanly(data, r, cap, y0):
         assert "\n" not in message
         assert message.startswith("the objective is not finite at the initial estimates")
         assert "ID " in message
+    else:
+        assert np.isfinite(result.ofv)
+        assert len(result.reasons) == 4
+
+
+@settings(
+    max_examples=4,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(
+    weights=st.lists(
+        st.one_of(
+            st.just(0.0),
+            st.tuples(st.sampled_from([-1.0, 1.0]), st.floats(-3.0, 3.0)).map(
+                lambda s: s[0] * 10.0 ** s[1]
+            ),
+        ),
+        min_size=len(WEIGHTS),
+        max_size=len(WEIGHTS),
+    ),
+    grow=st.floats(-2.0, 2.0).map(lambda e: 10.0**e),
+)
+def test_random_model_structures_end_cleanly(data, weights, grow):
+    """Random user models of the :class:`RandomTerms` family (random terms, signs and sizes,
+    the weights fixed, ``a0``, ``grow``, ``die`` estimated): a result with a finite objective,
+    or one error line, never another exception."""
+    try:
+        result = fit(
+            RandomTerms(),
+            data,
+            Population(max_iter=3, se="none"),
+            initial={"grow": grow, "a0": 1.0},
+            fixed=dict(zip(WEIGHTS, weights, strict=True)),
+            observations={1: Observation("cells", Exponential(0.1))},
+        )
+    except CartpkError as error:
+        assert "\n" not in str(error) and str(error)
     else:
         assert np.isfinite(result.ofv)
         assert len(result.reasons) == 4
