@@ -1,154 +1,104 @@
-"""The benchmark model's equations, written once, for the peers that cannot run cartpk's JAX code.
+"""The benchmark model's equations for the peers that cannot run cartpk's JAX code, generated
+from the model itself by :mod:`cartpk.export`.
 
-``combine(BloodStromaTumour("solid"), AntiVEGF(), Hyaluronidase())`` with every effect channel
-that no therapy of this combination sets at its neutral value. From the text below this module
-generates
+The model is ``combine(BloodStromaTumour("solid"), AntiVEGF(), Hyaluronidase())``. From its
+equations as traced by :func:`cartpk.export.trace` this module generates
 
-- a plain-Python right-hand side (for ``scipy.integrate.solve_ivp``), and
-- an Antimony model (rate rules; converted to SBML for libroadrunner).
+- a plain-Python right-hand side and initial state (for ``scipy.integrate.solve_ivp``), and
+- the SBML document (:func:`cartpk.export.to_sbml`: rate rules) for libroadrunner.
 
 :func:`check_against_cartpk` evaluates the generated right-hand side and cartpk's vector field at
 random states and parameters and fails unless they agree to rounding, so the three tools provably
-integrate the same equations. The expressions use Python syntax (``**`` for powers, ``time`` for
-the independent variable, ``max``/``min``/``exp``); Antimony gets ``^`` for ``**``.
+integrate the same equations.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
+import sympy
+from sympy.printing.pycode import PythonCodePrinter
 
-#: Intermediate quantities, in evaluation order (name, expression).
-ASSIGNMENTS = (
-    ("niche", "niche0 * exp(-k_niche * max(time, 0.0))"),
-    ("homeostatic", "rho_homeostatic * niche"),
-    ("reachable", "antigen_access * tumour_cells"),
-    ("stim", "reachable / (reachable + k_antigen + kappa * tumour_effector)"),
-    ("prolif", "rho / (1.0 + suppression_proliferation * suppression)"),
-    ("ratio", "tumour_effector / (tumour_cells + 1.0)"),
-    (
-        "kill",
-        "k_kill * tumour_cells * ratio / (e50 + ratio) / (1.0 + suppression_kill * suppression)",
-    ),
-    ("tumour_total", "tumour_cells + tumour_cells_negative"),
-    ("perfusion", "tumour_total / (tumour_total + tumour_perfusion50)"),
-    ("extravasation", "k_extravasation * vascular_function * perfusion * blood_effector"),
-    ("infiltration", "k_infiltration * chemokine / (1.0 + ecm_density / ecm50) * stroma_effector"),
-    ("stroma_egress", "k_stroma_egress * stroma_effector"),
-    ("tumour_egress", "k_tumour_egress * tumour_effector"),
-    (
-        "exhaustion",
-        "k_exhaustion * stim * (1.0 + suppression_exhaustion * suppression) * tumour_effector",
-    ),
-    ("growth", "tumour_growth * (1.0 - tumour_total / tumour_capacity)"),
-    ("bev_conc", "bev_central / bev_v1"),
-    ("bev_x", "max(bev_exposure, 0.0)"),
-    ("bev_pruned", "bev_pmax * bev_x**bev_hill / (bev_x50**bev_hill + bev_x**bev_hill)"),
-    ("bev_c", "max(bev_conc, 0.0)"),
-    ("vasc_effect", "(1.0 + bev_emax * bev_c / (bev_ec50 + bev_c)) * (1.0 - bev_pruned)"),
-    ("supp_effect", "1.0 + bev_hypoxia * bev_pruned"),
-    ("hya_c", "max(hya_central / hya_volume, 0.0)"),
-    ("ecm_effect", "1.0 - hya_imax * hya_c / (hya_ic50 + hya_c)"),
-    ("bev_flux", "bev_q * (bev_central / bev_v1 - bev_peripheral / bev_v2)"),
-    ("net_effector", "homeostatic - delta_effector - k_memory"),
-    ("net_memory", "homeostatic - delta_memory"),
-)
+import cartpk
+from cartpk.therapies import AntiVEGF, Hyaluronidase
 
-#: d(state)/dt, in cartpk's state order.
-RATES = (
-    (
-        "blood_effector",
-        "net_effector * blood_effector - k_blood_out * blood_effector"
-        " + k_blood_in * peripheral_effector - extravasation + stroma_egress + tumour_egress",
-    ),
-    (
-        "blood_memory",
-        "k_memory * blood_effector + net_memory * blood_memory - k_blood_out * blood_memory"
-        " + k_blood_in * peripheral_memory",
-    ),
-    (
-        "peripheral_effector",
-        "net_effector * peripheral_effector + k_blood_out * blood_effector"
-        " - k_blood_in * peripheral_effector",
-    ),
-    (
-        "peripheral_memory",
-        "k_memory * peripheral_effector + net_memory * peripheral_memory"
-        " + k_blood_out * blood_memory - k_blood_in * peripheral_memory",
-    ),
-    (
-        "stroma_effector",
-        "extravasation - infiltration - stroma_egress - delta_effector * stroma_effector",
-    ),
-    (
-        "tumour_effector",
-        "infiltration - tumour_egress - exhaustion"
-        " + (prolif * stim - delta_effector) * tumour_effector",
-    ),
-    ("tumour_exhausted", "exhaustion - delta_exhausted * tumour_exhausted"),
-    ("tumour_cells", "growth * tumour_cells - kill"),
-    ("tumour_cells_negative", "growth * tumour_cells_negative"),
-    (
-        "vascular_function",
-        "k_vascular * (min(max(vascular_function0 * vasc_effect, 0.0), 1.0) - vascular_function)",
-    ),
-    ("ecm_density", "k_ecm * (ecm_density0 * ecm_effect - ecm_density)"),
-    ("chemokine", "k_chemokine * (chemokine0 - chemokine)"),
-    ("suppression", "k_suppression * (suppression0 * supp_effect - suppression)"),
-    ("bev_central", "-bev_clearance * bev_central / bev_v1 - bev_flux"),
-    ("bev_peripheral", "bev_flux"),
-    ("bev_exposure", "bev_conc - bev_k_regrowth * bev_exposure"),
-    ("hya_central", "-hya_k_el * hya_central"),
-)
 
-#: State values before any dose (states not listed start at 0).
-INITIAL = (
-    ("tumour_cells", "tumour_cells0 * (1.0 - antigen_negative_fraction)"),
-    ("tumour_cells_negative", "tumour_cells0 * antigen_negative_fraction"),
-    ("vascular_function", "vascular_function0"),
-    ("ecm_density", "ecm_density0"),
-    ("chemokine", "chemokine0"),
-    ("suppression", "suppression0"),
-)
+def build_model():
+    return cartpk.combine(cartpk.BloodStromaTumour("solid"), AntiVEGF(), Hyaluronidase())
 
-STATES = tuple(name for name, _ in RATES)
+
+#: state names, in cartpk's order (the order of every state vector here)
+STATES = build_model().state_names
+
+
+class _Printer(PythonCodePrinter):
+    """Python source with every float written exactly (``repr``)."""
+
+    def _print_Float(self, expr):
+        return repr(float(expr))
+
+    def _print_Max(self, expr):  # max(0, x) of a symbol: a comparison, faster than a call
+        return self._extremum(expr, ">") or super()._print_Max(expr)
+
+    def _print_Min(self, expr):
+        return self._extremum(expr, "<") or super()._print_Min(expr)
+
+    def _extremum(self, expr, relation):
+        if len(expr.args) == 2 and all(a.is_Atom for a in expr.args):
+            a, b = (self._print(x) for x in expr.args)
+            return f"({a} if {a} {relation} {b} else {b})"
+        return None
+
+
+@functools.cache
+def _equations():
+    return cartpk.export.trace(build_model())
+
+
+def _function(name, arguments, bindings, assignments, results):
+    """Compile ``def name(arguments)`` that binds, assigns and returns a list of ``results``."""
+    printer = _Printer({"fully_qualified_modules": False})
+    lines = [f"def {name}({', '.join(arguments)}):"]
+    lines += [f"    {symbol} = {source}" for symbol, source in bindings]
+    lines += [f"    {symbol} = {printer.doprint(expr)}" for symbol, expr in assignments]
+    lines.append("    return [" + ", ".join(printer.doprint(e) for e in results) + "]")
+    namespace = {"exp": math.exp, "log": math.log, "sqrt": math.sqrt, "max": max, "min": min}
+    exec(compile("\n".join(lines), f"<benchmark {name}>", "exec"), namespace)  # noqa: S102
+    return namespace[name]
 
 
 def python_rhs(parameter_names):
     """``f(t, y, p) -> list`` in plain Python floats; ``p`` is a sequence in
     ``parameter_names`` order (fast enough for a scipy loop: no NumPy per operation)."""
-    lines = ["def rhs(time, y, p):"]
-    lines += [f"    {name} = p[{i}]" for i, name in enumerate(parameter_names)]
-    lines += [f"    {name} = y[{i}]" for i, name in enumerate(STATES)]
-    lines += [f"    {name} = {expr}" for name, expr in ASSIGNMENTS]
-    lines.append("    return [" + ", ".join(expr for _, expr in RATES) + "]")
-    namespace = {"exp": math.exp, "max": max, "min": min}
-    exec(compile("\n".join(lines), "<benchmark equations>", "exec"), namespace)
-    return namespace["rhs"]
+    equations = _equations()
+    taken = {*parameter_names, *STATES, *equations.effects}
+    shared = sympy.numbered_symbols("cse_", exclude=[equations.symbol(n) for n in taken])
+    effects = {equations.symbol(name): value for name, value in equations.effects.items()}
+    rates = [equations.rates[s].xreplace(effects) for s in STATES]
+    intermediates, rates = sympy.cse(rates, symbols=shared)
+    bindings = [(name, f"p[{i}]") for i, name in enumerate(parameter_names)]
+    bindings += [(name, f"y[{i}]") for i, name in enumerate(STATES)]
+    assignments = [(s.name, e) for s, e in intermediates]
+    return _function("rhs", ("time", "y", "p"), bindings, assignments, rates)
+
+
+@functools.cache
+def _initial(parameter_names):
+    equations = _equations()
+    bindings = [(name, f"p[{name!r}]") for name in parameter_names]
+    return _function("initial", ("p",), bindings, (), [equations.initial[s] for s in STATES])
 
 
 def initial_state(params: dict) -> np.ndarray:
     """Initial state for one patient (``params``: name -> float)."""
-    y = dict.fromkeys(STATES, 0.0)
-    for name, expr in INITIAL:
-        y[name] = float(eval(expr, {}, dict(params)))  # noqa: S307 (our own text)
-    return np.array([y[s] for s in STATES])
+    return np.array(_initial(tuple(params))(params), dtype=float)
 
 
-def antimony(params: dict) -> str:
-    """The model as Antimony text: one rate rule per state, parameters at ``params``."""
-
-    def sbml(expr):
-        return expr.replace("**", "^")
-
-    lines = ["model cartpk_benchmark"]
-    lines += [f"  {name} := {sbml(expr)}" for name, expr in ASSIGNMENTS]
-    lines += [f"  {name}' = {sbml(expr)}" for name, expr in RATES]
-    lines += [f"  {name} = {float(value)!r}" for name, value in params.items()]
-    lines += [f"  {name} = 0.0" for name in STATES]
-    lines.append("end")
-    return "\n".join(lines)
+def sbml(params: dict) -> str:
+    """The model as SBML (one rate rule per state), parameters at ``params``."""
+    return cartpk.export.to_sbml(build_model(), params)
 
 
 def check_against_cartpk(model, n_points: int = 20, seed: int = 0) -> float:

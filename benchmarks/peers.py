@@ -35,10 +35,7 @@ CELL_STATES = 9
 
 
 def build_model():
-    import cartpk
-    from cartpk.therapies import AntiVEGF, Hyaluronidase
-
-    return cartpk.combine(cartpk.BloodStromaTumour("solid"), AntiVEGF(), Hyaluronidase())
+    return eq.build_model()
 
 
 def build_regimen():
@@ -151,18 +148,14 @@ def run_scipy(model, params, indices, method, rtol, atol_scale, times=TIMES):
 
 
 class RoadRunnerPeer:
-    """libroadrunner (LLVM-compiled SBML, CVODE BDF) on the Antimony form of the equations."""
+    """libroadrunner (LLVM-compiled SBML, CVODE BDF) on the model exported to SBML."""
 
     def __init__(self, model, rtol, atol_scale):
-        import antimony
         import roadrunner
 
         defaults = {k: float(v) for k, v in model.default_params().items()}
         start = _time.perf_counter()
-        antimony.clearPreviousLoads()
-        if antimony.loadAntimonyString(eq.antimony(defaults)) < 0:
-            raise RuntimeError(antimony.getLastError())
-        self.rr = roadrunner.RoadRunner(antimony.getSBMLString("cartpk_benchmark"))
+        self.rr = roadrunner.RoadRunner(eq.sbml(defaults))
         self.compile_s = _time.perf_counter() - start
         rr = self.rr
         order = [rr.model.getStateVectorId(i) for i in range(len(eq.STATES))]

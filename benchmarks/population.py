@@ -216,18 +216,21 @@ def machine():
     import importlib.metadata as md
 
     versions = {}
-    for name in ("jax", "jaxlib", "diffrax", "equinox", "numpy", "scipy", "libroadrunner"):
+    for name in (
+        "jax",
+        "jaxlib",
+        "diffrax",
+        "equinox",
+        "numpy",
+        "scipy",
+        "libroadrunner",
+        "python-libsbml",
+        "sympy",
+    ):
         try:
             versions[name] = md.version(name)
         except md.PackageNotFoundError:
             versions[name] = None
-    try:
-        import antimony
-
-        versions["antimony"] = md.version("antimony")
-        del antimony
-    except (ImportError, md.PackageNotFoundError):
-        versions["antimony"] = None
     return {
         "nproc": os.cpu_count(),
         "cpu_model": cpu,

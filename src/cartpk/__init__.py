@@ -3,7 +3,10 @@
 Public API (everything else is internal):
 
 - models: :class:`Multiphasic` (Stein 2019), :class:`BloodStromaTumour` (mechanistic),
-  :class:`AbstractModel` to define your own, with :class:`Parameter` and :class:`State`;
+  :class:`AbstractModel` to define your own, with :class:`Parameter` and :class:`State`; the
+  standard PK/PD library of :mod:`cartpk.models.pk` (:class:`OneCompartmentOral` and the other
+  one-, two- and three-compartment models, solved in closed form; :class:`IndirectResponseI`
+  to ``IV``);
 - therapies: :class:`AbstractTherapy`, :func:`combine`, the registry :data:`THERAPIES`;
 - dosing: :class:`Dose`, :class:`Regimen`, :func:`stack_regimens`;
 - simulation: :func:`simulate`, :func:`simulate_population`, :class:`Solution`, its
@@ -13,12 +16,14 @@ Public API (everything else is internal):
 - plots: :mod:`cartpk.plots`; sensitivity analysis: :mod:`cartpk.sensitivity`;
 - data: :func:`list_datasets`, :func:`load_dataset`, :func:`read_nonmem`;
 - non-compartmental analysis: :mod:`cartpk.nca` (``cartpk nca``);
+- export to SBML and PEtab: :mod:`cartpk.export` (:func:`~cartpk.export.to_sbml`,
+  :func:`~cartpk.export.to_petab`);
 - units: :mod:`cartpk.units`; errors: :class:`CartpkError` and subclasses.
 
 cartpk computes in float64: call :func:`enable_x64` once before use.
 """
 
-from . import estimation, nca, plots, sensitivity, units
+from . import estimation, export, nca, plots, sensitivity, units
 from .channels import CHANNELS
 from .datasets import list_datasets, load_dataset
 from .endpoints import ENDPOINTS, EndpointOptions, endpoint_table
@@ -34,7 +39,24 @@ from .errors import (
     SimulationWarning,
 )
 from .estimation import fit
-from .models import AbstractModel, BloodStromaTumour, Multiphasic
+from .models import (
+    AbstractModel,
+    BloodStromaTumour,
+    IndirectResponseI,
+    IndirectResponseII,
+    IndirectResponseIII,
+    IndirectResponseIV,
+    Multiphasic,
+    OneCompartmentIV,
+    OneCompartmentOral,
+    OneCompartmentOralLag,
+    ThreeCompartmentIV,
+    ThreeCompartmentOral,
+    ThreeCompartmentOralLag,
+    TwoCompartmentIV,
+    TwoCompartmentOral,
+    TwoCompartmentOralLag,
+)
 from .nonmem import read_nonmem
 from .optimize import ScheduleProblem, optimize_schedule
 from .parameters import Parameter, State
@@ -80,6 +102,19 @@ __all__ = [
     "Dose",
     "DoseArrays",
     "Multiphasic",
+    "OneCompartmentIV",
+    "OneCompartmentOral",
+    "OneCompartmentOralLag",
+    "TwoCompartmentIV",
+    "TwoCompartmentOral",
+    "TwoCompartmentOralLag",
+    "ThreeCompartmentIV",
+    "ThreeCompartmentOral",
+    "ThreeCompartmentOralLag",
+    "IndirectResponseI",
+    "IndirectResponseII",
+    "IndirectResponseIII",
+    "IndirectResponseIV",
     "OutputError",
     "Parameter",
     "ParameterError",
@@ -93,6 +128,7 @@ __all__ = [
     "combine",
     "enable_x64",
     "estimation",
+    "export",
     "fit",
     "list_datasets",
     "load_dataset",

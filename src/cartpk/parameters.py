@@ -101,6 +101,8 @@ class State:
             matter: about 1e-3 cell for cell counts).
         nonnegative: whether a negative value is unphysical (cells, concentrations); such states
             are checked after the solve.
+        lag: name of the model parameter by which every dose into this state is delayed
+            (NONMEM's ``ALAG``, e.g. ``"tlag"`` on an oral depot); None (default): no delay.
     """
 
     name: str
@@ -109,6 +111,7 @@ class State:
     description: str = ""
     atol: float = 1e-6
     nonnegative: bool = True
+    lag: str | None = None
 
 
 class ParameterSet:

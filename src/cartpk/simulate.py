@@ -6,7 +6,11 @@ step over a dose. Segments are a ``lax.scan`` over the padded events of :class:`
 so patients with different regimens share one compiled function and ``vmap`` over patients.
 
 Output times equal to a dose time report the value just *before* the dose (as NONMEM does when the
-observation record precedes the dose record); use ``t + 1e-9`` for the post-dose value.
+observation record precedes the dose record); use ``t + 1e-9`` for the post-dose value. Doses into
+a state with a ``lag`` (:class:`~cartpk.State`, NONMEM's ``ALAG``) are delayed by that parameter's
+value before anything else sees them. A model with a closed-form solution
+(:meth:`~cartpk.AbstractModel.solution`) is evaluated instead of integrated, with the same
+semantics, unless ``closed_form=False``.
 
 Failures never come back as silent NaNs: each patient carries a ``status`` code, the position of
 a :class:`Status` member; :meth:`Solution.failures` turns codes into messages that name the
@@ -158,6 +162,7 @@ def simulate(
     atol_scale: float = 1.0,
     max_steps: int = DEFAULT_MAX_STEPS,
     adjoint: dfx.AbstractAdjoint = DEFAULT_ADJOINT,
+    closed_form: bool = True,
 ) -> Solution:
     """Simulate one patient.
 
@@ -177,6 +182,8 @@ def simulate(
         max_steps: solver step limit per dose interval, a positive integer.
         adjoint: how to differentiate the solve (reverse mode by default; use
             ``diffrax.ForwardMode()`` for ``jax.jacfwd``).
+        closed_form: use the model's closed-form solution when it has one (then the solver
+            settings are unused and ``num_steps`` is 0); False integrates its rates.
 
     Returns:
         A :class:`Solution`. Works under ``jax.jit``, ``jax.vmap`` and ``jax.grad``. With concrete
@@ -188,7 +195,8 @@ def simulate(
     require_x64()
     doses = _as_dose_arrays(regimen, model)
     times = _check_times(times, model)
-    _check_solve(rtol, atol_scale, max_steps)
+    _check_solve(rtol, atol_scale, max_steps, closed_form)
+    _check_lags(model)
     if _is_concrete(params, times):
         model.parameter_set.validate(params)
     solution = _solve(
@@ -201,6 +209,7 @@ def simulate(
         times,
         jnp.asarray(rtol, dtype=float),
         jnp.asarray(atol_scale, dtype=float),
+        closed_form,
     )
     if _is_concrete(solution.status) and not bool(np.all(np.asarray(solution.ok))):
         warnings.warn("; ".join(solution.failures(params)), SimulationWarning, stacklevel=2)
@@ -222,6 +231,7 @@ def simulate_population(
     atol_scale: float = 1.0,
     max_steps: int = DEFAULT_MAX_STEPS,
     adjoint: dfx.AbstractAdjoint = DEFAULT_ADJOINT,
+    closed_form: bool = True,
 ) -> Solution:
     """Simulate many patients at once, in compiled chunks (optionally sharded over devices).
 
@@ -242,10 +252,11 @@ def simulate_population(
             explicit Runge-Kutta solvers (much faster, see ``docs/scaling.md``), per patient
             for implicit ones (whose Newton solves would couple the patients). If a shared
             chunk fails (step limit or solver failure), it is re-solved per patient, so a
-            failure stays with its patient.
+            failure stays with its patient. Models with dose lags (their event times differ
+            between patients) or solved in closed form are always solved per patient.
         devices: shard each chunk over these devices along the patient axis (one host); e.g.
             ``jax.devices()``. Default: JAX's default device.
-        solver, rtol, atol_scale, max_steps, adjoint: as in :func:`simulate`.
+        solver, rtol, atol_scale, max_steps, adjoint, closed_form: as in :func:`simulate`.
 
     Returns:
         A :class:`Solution` whose leaves have a leading patient axis. Failed patients have a
@@ -270,6 +281,7 @@ def simulate_population(
             atol_scale=atol_scale,
             max_steps=max_steps,
             adjoint=adjoint,
+            closed_form=closed_form,
             _keep_on_device=True,
         )
     )
@@ -303,6 +315,7 @@ def simulate_population_chunks(
     atol_scale: float = 1.0,
     max_steps: int = DEFAULT_MAX_STEPS,
     adjoint: dfx.AbstractAdjoint = DEFAULT_ADJOINT,
+    closed_form: bool = True,
     _keep_on_device: bool = False,
 ) -> Iterator[tuple[slice, Solution]]:
     """Like :func:`simulate_population`, but yields ``(patients, solution)`` per chunk.
@@ -321,17 +334,20 @@ def simulate_population_chunks(
     model.parameter_set.check_names({**batched, **shared})
     doses = _population_doses(model, regimens, n)
     times = _check_times(times, model)
-    _check_solve(rtol, atol_scale, max_steps)
+    _check_solve(rtol, atol_scale, max_steps, closed_form)
+    _check_lags(model)
     mesh = _mesh(devices)
     if stepping == "auto":
         stepping = "shared" if isinstance(solver, dfx.AbstractERK) else "per_patient"
+    if any(s.lag for s in model.states) or (closed_form and _has_solution(model)):
+        stepping = "per_patient"
     rtol = jnp.asarray(rtol, dtype=float)
     atol_scale = jnp.asarray(atol_scale, dtype=float)
 
     n_devices = 1 if mesh is None else mesh.size
     chunk = min(chunk_size or n, n)
     chunk = -(-chunk // n_devices) * n_devices  # a multiple of the number of devices
-    statics = (model, solver, adjoint, int(max_steps))
+    statics = (model, solver, adjoint, int(max_steps), closed_form)
     n_events = _max_events(doses, n, chunk) if stepping == "shared" else None
     retry = [status_code(Status.max_steps_reached), status_code(Status.solver_failed)]
 
@@ -367,25 +383,30 @@ def _stream(parts, stepping, launch, finish, progress, n):
         pending = following
 
 
-def _solve_one(model, solver, adjoint, max_steps, params, doses, times, rtol, atol_scale):
-    y0 = model.pack(model.initial_state(params))
-    term = dfx.ODETerm(model.vector_field)
-    controller = dfx.PIDController(rtol=rtol, atol=atol_scale * model.atol())
+def _solve_one(
+    model, solver, adjoint, max_steps, params, doses, times, rtol, atol_scale, closed_form=True
+):
+    doses = _lagged(model, params, doses)
     params_ok = model.parameter_set.all_in_bounds(params)
-    ys, status, steps = _integrate(
-        term,
-        solver,
-        controller,
-        adjoint,
-        max_steps,
-        params,
-        times,
-        y0,
-        (doses.times, doses.bolus, doses.rate),
-        jnp.where(
-            params_ok, status_code(Status.successful), status_code(Status.illegal_parameters)
-        ),
+    status = jnp.where(
+        params_ok, status_code(Status.successful), status_code(Status.illegal_parameters)
     )
+    states = model.solution(times, doses, params) if closed_form else None
+    if states is None:
+        ys, status, steps = _integrate(
+            dfx.ODETerm(model.vector_field),
+            solver,
+            dfx.PIDController(rtol=rtol, atol=atol_scale * model.atol()),
+            adjoint,
+            max_steps,
+            params,
+            times,
+            model.pack(model.initial_state(params)),
+            (doses.times, doses.bolus, doses.rate),
+            status,
+        )
+    else:
+        ys, steps = model.pack(states), jnp.zeros((), dtype=int)
     status, named, observables = _outputs(model, params, times, ys, status, atol_scale)
     return Solution(times, named, observables, status, steps)
 
@@ -451,6 +472,50 @@ def _integrate(term, solver, controller, adjoint, max_steps, params, times, y0, 
     init = (y0, jnp.zeros((times.shape[0],) + y0.shape), status, 0)
     (_, ys, status, steps), _ = jax.lax.scan(segment, init, (starts, ends, bolus, rates, first))
     return ys, status, steps
+
+
+def _lagged(model, params, doses: DoseArrays) -> DoseArrays:
+    """``doses`` with the doses into each state that has a ``lag`` delayed by it.
+
+    The events of the unlagged states and those of each lagged state (shifted by its lag) are
+    merged and sorted; at every merged event each state gets its own bolus, and the infusion
+    rate of its latest own event at or before it. Zero-length segments at ties are harmless.
+    """
+    lags = [(j, s.lag) for j, s in enumerate(model.states) if s.lag is not None]
+    if not lags:
+        return doses
+    n = len(model.states)
+    plain = jnp.ones(n).at[jnp.asarray([j for j, _ in lags])].set(0.0)
+    groups = [(jnp.zeros(()), plain)] + [
+        (jnp.asarray(params[name], dtype=float), jnp.zeros(n).at[j].set(1.0)) for j, name in lags
+    ]
+    shifted = [doses.times + lag for lag, _ in groups]
+    times = jnp.concatenate(shifted)
+    order = jnp.argsort(times)
+    times = times[order]
+    bolus = jnp.concatenate([doses.bolus * mask for _, mask in groups])[order]
+    rate = jnp.zeros((times.shape[0], n))
+    for own, (_, mask) in zip(shifted, groups, strict=True):
+        latest = jnp.searchsorted(own, times, side="right") - 1
+        rows = jnp.where((latest >= 0)[:, None], doses.rate[jnp.maximum(latest, 0)], 0.0)
+        rate = rate + rows * mask
+    return DoseArrays(times, bolus, rate)
+
+
+def _check_lags(model) -> None:
+    """Raise :class:`~cartpk.CartpkError` for a state whose ``lag`` names no model parameter."""
+    names = model.parameter_set.names
+    for s in model.states:
+        if s.lag is not None and s.lag not in names:
+            raise CartpkError(
+                f"state {s.name} of {type(model).__name__}: its lag {s.lag!r} is not one of the "
+                f"model's parameters ({', '.join(names)})"
+            )
+
+
+def _has_solution(model) -> bool:
+    """Whether the model overrides :meth:`~cartpk.AbstractModel.solution` (a closed form)."""
+    return type(model).solution is not AbstractModel.solution
 
 
 def _solve_shared(model, solver, adjoint, max_steps, pb, ps, doses, times, rtol, atol_scale):
@@ -541,12 +606,14 @@ def _outputs(model, params, times, ys, status, atol_scale):
     return status, named, observables
 
 
-def _solve_per_patient(model, solver, adjoint, max_steps, pb, ps, doses, times, rtol, atol_scale):
+def _solve_per_patient(
+    model, solver, adjoint, max_steps, pb, ps, doses, times, rtol, atol_scale, closed_form=True
+):
     dose_axis = 0 if doses.bolus.ndim == 3 else None
 
     def one(b, d):
         return _solve_one(
-            model, solver, adjoint, max_steps, {**ps, **b}, d, times, rtol, atol_scale
+            model, solver, adjoint, max_steps, {**ps, **b}, d, times, rtol, atol_scale, closed_form
         )
 
     return jax.vmap(one, in_axes=(0, dose_axis))(pb, doses)
@@ -556,13 +623,18 @@ _solve = eqx.filter_jit(_solve_one)
 
 
 @eqx.filter_jit
-def _run_chunk(model, solver, adjoint, max_steps, stepping, mesh, pb, ps, doses, times, *tols):
+def _run_chunk(
+    model, solver, adjoint, max_steps, closed_form, stepping, mesh, pb, ps, doses, times, *tols
+):
     """One compiled chunk; with a mesh, each device solves its own slice of patients (its own
     step sizes: devices never wait for each other inside the solve)."""
-    solve = _solve_shared if stepping == "shared" else _solve_per_patient
 
     def local(pb, doses):
-        return solve(model, solver, adjoint, max_steps, pb, ps, doses, times, *tols)
+        if stepping == "shared":
+            return _solve_shared(model, solver, adjoint, max_steps, pb, ps, doses, times, *tols)
+        return _solve_per_patient(
+            model, solver, adjoint, max_steps, pb, ps, doses, times, *tols, closed_form
+        )
 
     if mesh is None:
         return local(pb, doses)
@@ -739,9 +811,11 @@ def _check_times(times, model: AbstractModel) -> Array:
     return array
 
 
-def _check_solve(rtol, atol_scale, max_steps) -> None:
-    """Raise :class:`~cartpk.ArgumentError` for a tolerance or step limit no solve can honour
-    (traced tolerances are not checked)."""
+def _check_solve(rtol, atol_scale, max_steps, closed_form=True) -> None:
+    """Raise :class:`~cartpk.ArgumentError` for a tolerance, step limit or closed-form switch no
+    solve can honour (traced tolerances are not checked)."""
+    if not isinstance(closed_form, bool):
+        raise ArgumentError(f"closed_form must be True or False, got {closed_form!r}")
     _check_in("rtol", rtol, 1.0, f"use a relative tolerance such as {DEFAULT_RTOL:g} (the default)")
     _check_in("atol_scale", atol_scale, np.inf, "use a factor such as 1 (the default)")
     if isinstance(max_steps, bool) or not isinstance(max_steps, int | np.integer) or max_steps < 1:

@@ -28,6 +28,7 @@ from .. import plots
 from ..errors import CartpkError, DatasetError
 from ..estimation import (
     ERROR_MODELS,
+    MODELS,
     SAEM,
     SOLVERS,
     CovariateEffect,
@@ -74,7 +75,9 @@ def add_parser(commands) -> None:
     )
     fit_.add_argument("data", help="NONMEM-style CSV (ID, TIME, DV, CENS/LLOQ, DVID, ...)")
     fit_.add_argument(
-        "--model", required=True, help="multiphasic, blood_stroma_tumour or path/file.py:Class"
+        "--model",
+        required=True,
+        help=f"a built-in model ({', '.join(MODELS)}) or path/file.py:Class",
     )
     add_dataset_options(fit_)
     fit_.add_argument("--out", required=True, help="results folder (created; see --force)")

@@ -10,7 +10,7 @@ from pathlib import Path
 import diffrax as dfx
 
 from ..errors import CartpkError
-from ..models import AbstractModel, BloodStromaTumour, Multiphasic
+from ..models import AbstractModel, BloodStromaTumour, Multiphasic, pk
 from ..precision import require_x64
 from ..simulate import DEFAULT_MAX_STEPS, DEFAULT_RTOL, DEFAULT_SOLVER
 from .mixed_effects import Population
@@ -22,6 +22,19 @@ from .strategy import AbstractStrategy, Settings
 MODELS: dict[str, Callable[[], AbstractModel]] = {
     "multiphasic": Multiphasic,
     "blood_stroma_tumour": BloodStromaTumour,
+    "one_compartment_iv": pk.OneCompartmentIV,
+    "one_compartment_oral": pk.OneCompartmentOral,
+    "one_compartment_oral_lag": pk.OneCompartmentOralLag,
+    "two_compartment_iv": pk.TwoCompartmentIV,
+    "two_compartment_oral": pk.TwoCompartmentOral,
+    "two_compartment_oral_lag": pk.TwoCompartmentOralLag,
+    "three_compartment_iv": pk.ThreeCompartmentIV,
+    "three_compartment_oral": pk.ThreeCompartmentOral,
+    "three_compartment_oral_lag": pk.ThreeCompartmentOralLag,
+    "indirect_inhibit_kin": pk.IndirectResponseI,
+    "indirect_inhibit_kout": pk.IndirectResponseII,
+    "indirect_stimulate_kin": pk.IndirectResponseIII,
+    "indirect_stimulate_kout": pk.IndirectResponseIV,
 }
 
 #: population methods known to ``fit(..., method=NAME)``
@@ -139,7 +152,8 @@ def _printer(progress) -> Callable[[str], None] | None:
 
 
 def load_model(name: str) -> AbstractModel:
-    """A model by name (``multiphasic``, ``blood_stroma_tumour``) or ``path/to/file.py:Class``."""
+    """A model by name (a key of :data:`MODELS`: ``multiphasic``, ``blood_stroma_tumour``, the
+    PK/PD library's ``one_compartment_oral`` ...) or ``path/to/file.py:Class``."""
     if name in MODELS:
         return MODELS[name]()
     if ":" not in name:

@@ -67,6 +67,8 @@ class Spec(eqx.Module):
             EBE's posterior SD and of the objective; a final Newton step on the exact local
             expansion refines the EBE to about the square of it.
         inner_max_steps: most BFGS steps of one EBE search.
+        closed_form: use the model's closed-form solution when it has one
+            (:meth:`~cartpk.AbstractModel.solution`); False integrates its rates.
     """
 
     layout: Layout = eqx.field(static=True)
@@ -76,6 +78,7 @@ class Spec(eqx.Module):
     max_steps: int = eqx.field(static=True, default=4096)
     inner_tol: float = eqx.field(static=True, default=1e-5)
     inner_max_steps: int = eqx.field(static=True, default=64)
+    closed_form: bool = eqx.field(static=True, default=True)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -94,6 +97,7 @@ def predictions(spec: Spec, phi, d: SubjectArrays):
         rtol=spec.rtol,
         max_steps=spec.max_steps,
         adjoint=dfx.ForwardMode(),
+        closed_form=spec.closed_form,
     )
     values = jnp.stack([solution.observables[name] for name in layout.observables])
     which = jnp.asarray(

@@ -8,7 +8,10 @@ A model is a frozen :class:`equinox.Module`. Subclasses declare
   where ``y`` and ``p`` are dicts of named scalars and ``effects`` the therapy effect channels
   (see :mod:`cartpk.channels`; models without therapies may ignore it);
 - ``observables(t, y, p)``: a dict of derived outputs (e.g. CAR-T in blood, cells/µL);
-- optionally ``initial_state(p)``: the state before any dose (default: all zero).
+- optionally ``initial_state(p)``: the state before any dose (default: all zero);
+- optionally ``solution(times, doses, p)``: the states in closed form, which
+  :func:`~cartpk.simulate` and the estimation then use instead of integrating ``rates``
+  (the linear PK models of :mod:`cartpk.models.pk`).
 
 Doses enter through the regimen (:mod:`cartpk.regimen`), never through ``rates``: boluses are added
 to the named state at the dose time and infusions add a constant rate between events.
@@ -25,6 +28,7 @@ import jax.numpy as jnp
 
 from ..channels import neutral_effects
 from ..parameters import Parameter, ParameterSet, State
+from ..regimen import DoseArrays
 
 
 class AbstractModel(eqx.Module):
@@ -52,6 +56,25 @@ class AbstractModel(eqx.Module):
     def initial_state(self, p: Mapping) -> dict:
         """State before any dose; default: every state zero."""
         return {s.name: jnp.zeros(()) for s in self.states}
+
+    def solution(self, times, doses: DoseArrays, p: Mapping) -> dict | None:
+        """The states at ``times`` in closed form, or None (default): integrate :meth:`rates`.
+
+        A model that overrides it must give what integrating its rates from
+        :meth:`initial_state` gives, with the engine's dose semantics: ``doses`` are already
+        delayed by the states' ``lag``, an output time equal to a dose time reports the state
+        just before the dose, and ``doses`` may hold padding events at ``+inf``. It must be
+        traceable (``jit``, ``vmap``, forward- and reverse-mode differentiation).
+
+        Args:
+            times: output times (model time unit), shape ``(times,)``, non-decreasing.
+            doses: the patient's dose events (:class:`~cartpk.DoseArrays`).
+            p: parameter name -> value (model units).
+
+        Returns:
+            State name -> values at ``times`` (state units), or None.
+        """
+        return None
 
     def effects(self, t, y: Mapping, p: Mapping) -> dict:
         """Effect-channel values acting on this model; plain models have none (all neutral)."""
