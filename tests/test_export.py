@@ -78,6 +78,17 @@ ROUNDTRIPS = {
         [0.25, 1.0, 5.0, 13.0, 16.0, 24.0, 48.0],
         0.0,
     ),
+    **{  # every other model of the PK/PD library: a bolus and an infusion into its first state
+        name: (
+            make(),
+            cartpk.Regimen.single(100.0, make().state_names[0])
+            + cartpk.Regimen.single(50.0, make().state_names[0], time=12.0, duration=3.0),
+            [0.7, 2.3, 6.1, 13.7, 16.9, 48.3],  # off the (lagged) dose times
+            0.0,
+        )
+        for name, make in MODELS.items()
+        if name not in ("multiphasic", "blood_stroma_tumour", "two_compartment_oral_lag")
+    },
     "user_model_infusion": (
         OneCompartment(),
         cartpk.Regimen.single(100.0, "central", duration=0.5)
