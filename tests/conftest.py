@@ -34,9 +34,3 @@ def solid_run(car_t_dose):
     model = cartpk.BloodStromaTumour("solid")
     params = model.default_params()
     return model, params, cartpk.simulate(model, params, car_t_dose, TIMES)
-
-
-def pytest_collection_modifyitems(session, config, items):
-    """The export tests run last: once libroadrunner (which bundles its own LLVM) is loaded,
-    a later XLA compile in the same process can abort (seen in test_scenario.py)."""
-    items.sort(key=lambda item: item.path.name == "test_export.py")
