@@ -315,6 +315,16 @@ def test_failure_while_writing_keeps_the_old_results(failure, raised, tmp_path):
     assert tree(tmp_path) == before
 
 
+def test_an_input_missing_within_the_block_is_named_as_itself(tmp_path):
+    """Reading an input inside the block fails with the input's own error, not as a failure
+    to write the results, even when the input sits beside the results folder."""
+    with pytest.raises(FileNotFoundError) as error:
+        with ResultsFolder(tmp_path / "results", command="test"):
+            (tmp_path / "data.csv").read_text()
+    assert error.value.filename == str(tmp_path / "data.csv")
+    assert not (tmp_path / "results").exists()
+
+
 def test_failed_swap_puts_the_old_results_back(tmp_path, monkeypatch):
     out = write_results(tmp_path / "results")
     before = tree(tmp_path)

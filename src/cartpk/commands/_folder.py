@@ -330,8 +330,16 @@ class ResultsFolder(contextlib.AbstractContextManager):
 
     def __exit__(self, kind, error, traceback) -> None:
         self._close()
-        if isinstance(error, OSError) and not isinstance(error, OutputError):
+        if isinstance(error, OSError) and not isinstance(error, OutputError) and self._ours(error):
             raise self._os_error("cannot write results for", error) from None
+
+    def _ours(self, error: OSError) -> bool:
+        """Whether ``error`` is about the results (the target, its staging, previous or lock
+        files) rather than about an input read within the block; one without a file name is."""
+        names = [os.path.abspath(os.fsdecode(n)) for n in (error.filename, error.filename2) if n]
+        target = str(self.target)
+        ours = (target + os.sep, str(self.parent / f".{self.target.name}.cartpk-"))
+        return not names or any(n == target or n.startswith(ours) for n in names)
 
     def _close(self) -> None:
         if self._staging is not None:
