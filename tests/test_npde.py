@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import ClassVar
 
 import diffrax as dfx
@@ -34,7 +35,7 @@ from cartpk.estimation import (
 from cartpk.estimation.diagnostics import time_bins
 from cartpk.estimation.npde import npde_arrays, npde_summary, npde_table
 from cartpk.estimation.objective import Spec
-from cartpk.estimation.pcvpc import observation_points, pcvpc_table
+from cartpk.estimation.pcvpc import _prediction_corrected, observation_points, pcvpc_table
 from cartpk.models.base import AbstractModel
 from cartpk.parameters import Parameter, State
 
@@ -239,6 +240,29 @@ def test_prediction_corrected_observations_follow_the_formula(fitted):
     expected = diagnostics["DV"].to_numpy() * np.exp(log_bin - log_pred)
     np.testing.assert_allclose(points["value"], expected, rtol=1e-12)
     assert not np.allclose(points["value"], plain["value"])  # the doses differ: PRED does
+
+
+def test_rows_with_zero_pred_are_left_out_of_the_correction():
+    """Additive error (linear scale): a pre-dose sample has PRED = 0 and cannot be scaled by
+    PRED_bin / PRED; it is left out (nan) with a warning, and the other rows of its bin are
+    corrected to the median PRED of the rows that remain."""
+    pred = np.array([[0.0, 2.0, 4.0, 8.0]])
+    fake = SimpleNamespace(
+        spec=SimpleNamespace(
+            layout=SimpleNamespace(observations=[Observation("c", Additive())], dvids=(1,))
+        ),
+        problem=SimpleNamespace(
+            arrays=SimpleNamespace(
+                mask=np.ones((1, 4), bool), obs_type=np.zeros((1, 4), int), time=np.zeros((1, 4))
+            )
+        ),
+        diagnostics_arrays=SimpleNamespace(pred=pred),
+    )
+    g = np.array([[[0.7, 3.0, 3.0, 3.0]]])
+    with pytest.warns(UserWarning, match="1 observation.*DVID 1 with PRED <= 0"):
+        out = _prediction_corrected(fake, g, warn=True)
+    assert np.isnan(out[0, 0, 0])
+    np.testing.assert_allclose(out[0, 0, 1:], 3.0 * 4.0 / pred[0, 1:])  # one bin: median 4
 
 
 def test_pcvpc_table_has_the_vpc_layout_and_narrower_bands(fitted):

@@ -15,17 +15,19 @@ simulated value ``y_ij`` of a bin is scaled to the bin's median prediction ``PRE
 (the second is the first on the log scale, where the exponential error model's residual is
 normal). Values below a row's limit stay below the limit: the fraction below the limit is that of
 the plain VPC. Above-limit observations (``CENS=-1``, rare) enter at their limit. The
-percentiles are then tabulated as by :func:`~.diagnostics.vpc_table`.
+percentiles are then tabulated as by :func:`~.diagnostics.vpc_table`. Rows whose ``PRED`` is
+not positive where the correction divides by it (e.g. samples at or before the dose) cannot be
+corrected: they are left out, with a warning.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
 
-from ..errors import CartpkError
 from .diagnostics import time_bins, to_observation_scale
 from .npde import dataset_limits, simulate_replicates, transformed_limits
 
@@ -48,8 +50,8 @@ def pcvpc_table(
     lower = np.where(above, -np.inf, transformed_limits(spec, arrays, dataset_limits(result)))
     censored = (raw < lower) | below
     obs_type = np.asarray(arrays.obs_type)
-    corrected = _to_observation(spec, _prediction_corrected(result, raw), obs_type)
-    values = np.where(censored, -np.inf, corrected)
+    corrected = _to_observation(spec, _prediction_corrected(result, raw, warn=True), obs_type)
+    values = np.where(np.isnan(corrected), np.nan, np.where(censored, -np.inf, corrected))
     return percentile_table(
         values[0],
         values[1:],
@@ -86,7 +88,7 @@ def observation_points(result, prediction_corrected: bool = True) -> pd.DataFram
             value=frame["value"],
             censored=frame["censored"].astype(bool),
         )
-    )
+    ).dropna(subset=["value"])  # rows the correction leaves out
 
 
 def percentile_table(
@@ -179,8 +181,9 @@ def _percentiles(values: np.ndarray, qs: np.ndarray) -> np.ndarray:
     return np.where(count > 0, out, np.nan)
 
 
-def _prediction_corrected(result, g: np.ndarray) -> np.ndarray:
-    """``g`` ``(R, P, n)`` on the transformed scales, corrected to each bin's median ``PRED``."""
+def _prediction_corrected(result, g: np.ndarray, warn: bool = False) -> np.ndarray:
+    """``g`` ``(R, P, n)`` on the transformed scales, corrected to each bin's median ``PRED``
+    (``nan`` on rows that cannot be: ``PRED <= 0`` on the linear scale)."""
     spec, arrays = result.spec, result.problem.arrays
     pred = np.asarray(result.diagnostics_arrays.pred)
     mask, obs_type, time = (np.asarray(a) for a in (arrays.mask, arrays.obs_type, arrays.time))
@@ -190,10 +193,16 @@ def _prediction_corrected(result, g: np.ndarray) -> np.ndarray:
         if not here.any():
             continue
         if not obs.error.log_scale and np.any(pred[here] <= 0):
-            raise CartpkError(
-                f"pcVPC: DVID {spec.layout.dvids[t]}: PRED <= 0 on some rows; the prediction "
-                "correction y PRED_bin / PRED needs positive predictions"
-            )
+            left_out = here & (pred <= 0)
+            if warn:
+                warnings.warn(
+                    f"pcVPC: {int(left_out.sum())} observation(s) of DVID "
+                    f"{spec.layout.dvids[t]} with PRED <= 0 (e.g. at or before the dose) left "
+                    "out: the correction y PRED_bin / PRED needs a positive prediction",
+                    stacklevel=3,
+                )
+            out[:, left_out] = np.nan
+            here = here & ~left_out
         edges = time_bins(time[here])
         which = np.digitize(time, edges) - 1
         for b in range(len(edges) - 1):
