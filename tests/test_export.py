@@ -19,9 +19,10 @@ import pytest
 import roadrunner_process
 
 import cartpk
+from cartpk import _optional
 from cartpk.commands import ResultsFolder
 from cartpk.estimation import MODELS, Exponential, Observation, Proportional
-from cartpk.export import _requires, _units, to_petab, to_sbml, trace
+from cartpk.export import _units, to_petab, to_sbml, trace
 from cartpk.therapies import AntiVEGF, CCL19IL7CarT, Radiotherapy
 
 libsbml = pytest.importorskip("libsbml")
@@ -312,7 +313,7 @@ def test_missing_packages_say_how_to_install(monkeypatch):
     def missing(name):
         raise ImportError(name)
 
-    monkeypatch.setattr(_requires.importlib, "import_module", missing)
+    monkeypatch.setattr(_optional.importlib, "import_module", missing)
     with pytest.raises(
         cartpk.CartpkError, match=r"^model export needs sympy: pip install 'cartpk\[sbml\]'$"
     ):

@@ -63,8 +63,12 @@ SENSITIVITY_LABELS: dict[str, str] = {
     "mu": "Morris mean effect μ (endpoint unit per parameter range)",
     "mu_star": "Morris μ* (endpoint unit per parameter range)",
     "sigma": "Morris σ (endpoint unit per parameter range)",
+    "mu_star_conf": "half-width of the 95 % interval of Morris μ* (endpoint unit per range)",
     "S1": "first-order Sobol index (-)",
+    "S1_conf": "half-width of the 95 % interval of the first-order index (-)",
     "ST": "total-order Sobol index (-)",
+    "ST_conf": "half-width of the 95 % interval of the total-order index (-)",
+    "S2": "second-order Sobol index (-)",
 }
 
 
@@ -236,7 +240,8 @@ def tornado(table: pd.DataFrame, column: str | None = None, top: int | None = No
 
     Args:
         table: from :func:`cartpk.sensitivity.local_sensitivity`, :func:`~cartpk.sensitivity.
-            morris` or :func:`~cartpk.sensitivity.sobol` (columns ``endpoint``, ``parameter``).
+            morris`, :func:`~cartpk.sensitivity.sobol` or :func:`~cartpk.sensitivity.efast`
+            (columns ``endpoint``, ``parameter``).
         column: the column to plot (default: ``normalized``, else ``mu_star``, else ``ST``).
         top: show only the ``top`` largest magnitudes per endpoint.
     """

@@ -15,7 +15,7 @@ import math
 import numpy as np
 from jax.extend.core import Literal
 
-from ._requires import require
+from .._optional import require
 
 
 class UnsupportedPrimitive(Exception):

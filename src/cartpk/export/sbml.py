@@ -28,12 +28,12 @@ from xml.sax.saxutils import quoteattr
 
 import numpy as np
 
+from .._optional import require
 from ..errors import CartpkError
 from ..models.base import AbstractModel
 from ..regimen import DoseArrays, Regimen
 from ..therapies.base import CombinedModel
 from . import _units
-from ._requires import require
 from .symbolic import TIME, SymbolicModel, trace
 
 #: XML namespace of the cartpk annotations in exported SBML

@@ -17,11 +17,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .._optional import require
 from ..errors import CartpkError
 from ..models.base import AbstractModel
 from ..precision import require_x64
 from . import _jaxpr
-from ._requires import require
 
 #: name of the symbol of time in every expression (SBML's ``time``)
 TIME = "time"
