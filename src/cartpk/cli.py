@@ -8,13 +8,45 @@ user error (a :class:`~cartpk.errors.CartpkError`, a missing file, a bad argumen
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from collections.abc import Sequence
 
 from .errors import CartpkError, Terminated
 
+#: reStructuredText roles and literals as plain text: ``x`` -> x, :func:`~a.b` -> b
+_MARKUP = re.compile(r":\w+:`~?(?:[\w.]*\.)?([^`]+)`|``([^`]+)``")
+
+
+def plain(text: str) -> str:
+    """A docstring or help text without its reStructuredText markup."""
+    return _MARKUP.sub(lambda m: m.group(1) or m.group(2), text)
+
+
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    """Descriptions as written (paragraphs kept), without markup; every option's help ends with
+    its default unless it already names one."""
+
+    def _format_text(self, text):
+        return super()._format_text(plain(text))
+
+    def _get_help_string(self, action):
+        text = plain(action.help or "")
+        default = action.default
+        if (
+            "default" not in text
+            and action.option_strings
+            and default not in (None, False, argparse.SUPPRESS)
+        ):
+            text += " (default: %(default)s)"
+        return text
+
 
 class _Parser(argparse.ArgumentParser):
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", _Formatter)
+        super().__init__(*args, **kwargs)
+
     def error(self, message):  # argparse's own usage errors: one line, exit status 2
         self.exit(2, f"error: {message} (see 'cartpk --help')\n")
 
@@ -30,7 +62,21 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     for command in COMMANDS:
         command.add_parser(commands)
+    _complete_paths(commands)
     return parser
+
+
+def _complete_paths(commands) -> None:
+    """Tab completion (``cartpk completion``) offers files for the input arguments and folders
+    for ``--out``."""
+    import shtab
+
+    for parser in commands.choices.values():
+        for action in parser._actions:
+            if action.dest in ("data", "scenario"):
+                action.complete = shtab.FILE
+            elif action.dest == "out":
+                action.complete = shtab.DIRECTORY
 
 
 def _version() -> str:

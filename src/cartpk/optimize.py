@@ -30,6 +30,7 @@ import pandas as pd
 from .endpoints import EndpointOptions, numeric_endpoints
 from .errors import ScenarioError
 from .models.base import AbstractModel
+from .progress import step, track
 from .regimen import DoseArrays, stack_regimens
 from .scenario import REFERENCE_WEIGHT_KG, OptimizeSpec, Scenario
 from .simulate import simulate
@@ -216,7 +217,8 @@ def optimize_schedule(
     )
     axes = [np.linspace(0.0, 1.0, grid_points) for _ in problem.variables]
     seeds_u = np.asarray(list(itertools.product(*axes)))
-    seed_values = problem.evaluate(problem.unscaled(seeds_u))
+    with step(progress, f"seeding grid of {len(seeds_u)} points (the first compiles)"):
+        seed_values = problem.evaluate(problem.unscaled(seeds_u))
     if not np.all(np.isfinite(seed_values)):
         bad = problem.unscaled(seeds_u[~np.isfinite(seed_values)][0])
         raise ScenarioError(
@@ -232,7 +234,8 @@ def optimize_schedule(
     optimiser = optax.adam(learning_rate)
     rows = []
     best_u, best_value = seeds_u[order[0]], float(seed_values[order[0]])
-    for start, index in enumerate(order):
+    label = f"local searches ({spec.iterations} gradient steps each)"
+    for start, index in track(list(enumerate(order)), progress, label):
         u = jnp.asarray(seeds_u[index])
         state = optimiser.init(u)
         for iteration in range(spec.iterations):

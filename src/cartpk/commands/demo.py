@@ -17,7 +17,7 @@ def add_parser(commands) -> None:
     parser = commands.add_parser(
         "demo",
         help="what-if comparison on a solid tumour: CAR-T alone vs combination therapies",
-        description=__doc__.split("\n\n")[0],
+        description=__doc__,
     )
     parser.add_argument("--out", default="results/", help="results folder (default: results/)")
     parser.add_argument(

@@ -1,6 +1,6 @@
 """``cartpk fit DATA.csv --model NAME --out DIR``: fit a model to a NONMEM-style dataset.
 
-Population fits (FOCE-I or Laplace) or individual fits. Writes ``estimates.csv`` (estimates,
+Population fits (FOCE-I, Laplace or SAEM) or individual fits. Writes ``estimates.csv`` (estimates,
 SEs, CIs, units, variances, CV % and shrinkage; ``docs/fit_results.md``), ``individual.csv`` (one
 row per ID), for population fits ``covariance.csv``, ``correlation.csv``, ``fit.json`` (reloaded by
 ``cartpk.estimation.load_fit``), ``diagnostics.csv`` (PRED, IPRED, IWRES, CWRES), ``gof.png``,
@@ -53,6 +53,7 @@ from ..estimation.saved import fit_record, model_reference
 from ..estimation.uncertainty import CHI2_95
 from ..nonmem import read_nonmem
 from ..nonmem._select import conditions
+from ..progress import step
 from ._console import Console
 from ._folder import ResultsFolder
 
@@ -71,7 +72,7 @@ def add_parser(commands) -> None:
     fit_ = commands.add_parser(
         "fit",
         help="fit a model to a NONMEM-style dataset (FOCE-I, Laplace or individual fits)",
-        description=__doc__.split("\n\n")[0],
+        description=__doc__,
     )
     fit_.add_argument("data", help="NONMEM-style CSV (ID, TIME, DV, CENS/LLOQ, DVID, ...)")
     fit_.add_argument(
@@ -107,7 +108,7 @@ def add_parser(commands) -> None:
         "--error",
         action="append",
         choices=tuple(ERROR_MODELS),
-        help="residual error per observable (repeat, or once for all; default exponential)",
+        help="residual error per observable (repeat, or once for all; default: exponential)",
     )
     fit_.add_argument(
         "--unit",
@@ -116,25 +117,53 @@ def add_parser(commands) -> None:
         help="unit of the DV values of DVID 1, 2, ... (repeat, once per --observable; for "
         "labels, e.g. cells/uL; default: none)",
     )
-    fit_.add_argument("--fix", action="append", metavar="NAME[=VALUE]", help="fix a parameter")
     fit_.add_argument(
-        "--init", action="append", metavar="NAME=VALUE", help="initial value (natural scale)"
+        "--fix",
+        action="append",
+        metavar="NAME[=VALUE]",
+        help="hold a parameter (theta, omega_NAME or sigma_NAME) at VALUE, in the model's unit, "
+        "or at its initial value (repeat; default: none fixed)",
+    )
+    fit_.add_argument(
+        "--init",
+        action="append",
+        metavar="NAME=VALUE",
+        help="initial value of a parameter, in the model's unit (natural scale; omegas and "
+        "sigmas as SDs) (repeat; default: the model's defaults)",
     )
     fit_.add_argument(
         "--omega",
         action="append",
         metavar="NAME[=SD]",
-        help="between-subject variability on NAME (default: on every estimated parameter)",
+        help="between-subject variability on NAME (log-normal: SD of eta, about the CV; initial "
+        "SD optional) (repeat; default: on every estimated parameter)",
     )
-    fit_.add_argument("--block", action="store_true", help="full covariance of the etas")
+    fit_.add_argument(
+        "--block",
+        action="store_true",
+        help="estimate the full covariance of the etas (OMEGA BLOCK)",
+    )
     fit_.add_argument(
         "--covariate",
         action="append",
         metavar="PARAM:COLUMN[:KIND[:REF]]",
-        help="KIND power (default), exponential or categorical",
+        help="covariate effect of COLUMN on PARAM; KIND power ((cov/REF)^beta, the default), "
+        "exponential (exp(beta (cov - REF))), categorical (one beta per level other than REF) or "
+        "regressor (the column is the parameter's value); REF: default the median or the most "
+        "frequent level (repeat; default: none)",
     )
-    fit_.add_argument("--cmt", action="append", metavar="CMT=STATE", help="dose compartment")
-    fit_.add_argument("--ignore-doses", action="store_true", help="drop dose records")
+    fit_.add_argument(
+        "--cmt",
+        action="append",
+        metavar="CMT=STATE",
+        help="the model state a dose with this CMT value goes into, e.g. 1=depot (repeat; "
+        "default: the state named by the CMT value)",
+    )
+    fit_.add_argument(
+        "--ignore-doses",
+        action="store_true",
+        help="drop the dose records (for a model whose doses are its parameters, e.g. multiphasic)",
+    )
     fit_.add_argument(
         "--solver",
         choices=tuple(SOLVERS),
@@ -152,14 +181,32 @@ def add_parser(commands) -> None:
         "none (default: sandwich)",
     )
     fit_.add_argument(
-        "--max-iter", type=int, default=500, help="most OFV evaluations (default: 500)"
+        "--max-iter",
+        type=int,
+        default=500,
+        metavar="N",
+        help="most OFV evaluations of a FOCE-I/Laplace fit (default: 500)",
     )
-    fit_.add_argument("--profile", metavar="NAME[,NAME...]", help="profile likelihoods of")
     fit_.add_argument(
-        "--bootstrap", type=int, default=0, metavar="N", help="bootstrap replicates (default: 0)"
+        "--profile",
+        metavar="NAME[,NAME...]",
+        help="profile likelihood and its 95 %% CI of each named parameter (profile.csv, "
+        "profile.png; FOCE-I/Laplace; default: none)",
     )
     fit_.add_argument(
-        "--vpc", type=int, default=200, metavar="N", help="VPC replicates (0: none; default 200)"
+        "--bootstrap",
+        type=int,
+        default=0,
+        metavar="N",
+        help="nonparametric bootstrap replicates, resampling subjects (bootstrap.csv; "
+        "FOCE-I/Laplace; default: 0)",
+    )
+    fit_.add_argument(
+        "--vpc",
+        type=int,
+        default=200,
+        metavar="N",
+        help="VPC replicates (vpc.csv, vpc.png; 0: none; default: 200)",
     )
     fit_.add_argument(
         "--replicates",
@@ -171,7 +218,11 @@ def add_parser(commands) -> None:
         "observations (0: none; default: %(default)s)",
     )
     fit_.add_argument(
-        "--starts", type=int, default=8, help="starts per subject, individual fits (default: 8)"
+        "--starts",
+        type=int,
+        default=8,
+        metavar="N",
+        help="starts per subject of individual fits (default: 8)",
     )
     fit_.add_argument(
         "--seed",
@@ -380,8 +431,8 @@ def fit_outputs(
             ],
         )
         if vpc_replicates > 0:
-            say(f"VPC: simulating {vpc_replicates} replicates of the study")
-            vpc = result.vpc(replicates=vpc_replicates, seed=seed)
+            with step(say, f"VPC: simulating {vpc_replicates} replicates of the study"):
+                vpc = result.vpc(replicates=vpc_replicates, seed=seed)
             tables["vpc.csv"] = vpc
             limits = result.problem.data.observations()["LIMIT"].dropna()
             limit = float(limits.median()) if len(limits) else None
@@ -393,8 +444,8 @@ def fit_outputs(
             )
         npde = None
         if replicates > 0:
-            say(f"NPDE: simulating {replicates} replicates of the study")
-            npde = npde_table(result, replicates=replicates, seed=seed)
+            with step(say, f"NPDE: simulating {replicates} replicates of the study"):
+                npde = npde_table(result, replicates=replicates, seed=seed)
             tables["npde.csv"] = npde
             if np.isfinite(npde["NPDE"]).sum() >= 3:
                 tests = npde_summary(npde["NPDE"])
@@ -405,8 +456,8 @@ def fit_outputs(
                 }
             else:
                 warnings.warn("NPDE: fewer than 3 values, no npde_summary.csv", stacklevel=2)
-            say(f"pcVPC: simulating {replicates} replicates of the study")
-            pcvpc = pcvpc_table(result, replicates=replicates, seed=seed)
+            with step(say, f"pcVPC: simulating {replicates} replicates of the study"):
+                pcvpc = pcvpc_table(result, replicates=replicates, seed=seed)
             tables["pcvpc.csv"] = pcvpc
             points = observation_points(result, prediction_corrected=True)
             figures["pcvpc.png"] = _figure(

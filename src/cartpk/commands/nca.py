@@ -43,7 +43,7 @@ def add_parser(commands) -> None:
     parser = commands.add_parser(
         "nca",
         help="non-compartmental analysis (Cmax, AUC, lambda_z, CL/F, ...) of a dataset",
-        description=__doc__.split("\n\n")[0],
+        description=__doc__,
     )
     parser.add_argument(
         "data", help="NONMEM-style CSV with ID, TIME, DV, AMT (the doses) and optionally CENS, ..."

@@ -30,7 +30,7 @@ def add_parser(commands) -> None:
     parser = commands.add_parser(
         "optimize",
         help="find the start day and dose of a combination drug by gradient (scenario [optimize])",
-        description=__doc__.split("\n\n")[0],
+        description=__doc__,
     )
     add_scenario_arguments(parser, "virtual patients (default: the file's optimize.patients)")
     parser.set_defaults(run=run)

@@ -47,7 +47,7 @@ def add_parser(commands) -> None:
     parser = commands.add_parser(
         "simulate",
         help="run a what-if scenario file over its virtual population",
-        description=__doc__.split("\n\n")[0],
+        description=__doc__,
     )
     add_scenario_arguments(parser, "virtual patients per arm (default: the file's population.size)")
     parser.set_defaults(run=run)

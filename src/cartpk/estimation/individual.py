@@ -31,6 +31,7 @@ import optimistix as optx
 import pandas as pd
 
 from ..errors import CartpkError
+from ..progress import step
 from .bfgs import TrustRegionBFGS
 from .objective import Spec, data_terms, forward_gradient, predictions, residual_sd
 from .outer import RUNTIME_ERRORS, fallback_solver
@@ -301,10 +302,7 @@ def run_individual(
     v0 = x_base[list(free)]
     starts = np.broadcast_to(v0, (n, strategy.starts, len(free))).copy()
     starts[:, 1:, :] += strategy.spread * rng.standard_normal((n, strategy.starts - 1, len(free)))
-    say(
-        f"individual fits of {n} subjects x {strategy.starts} starts, {len(free)} parameters each "
-        "(the first run compiles the model: a minute or more)"
-    )
+    say(f"individual fits of {n} subjects x {strategy.starts} starts, {len(free)} parameters each")
     inputs = (
         ilayout,
         strategy.tol,
@@ -315,14 +313,16 @@ def run_individual(
         problem.arrays,
     )
     try:
-        v, objective, ok, n_ok, hessian = _fit_all(spec, *inputs)
+        with step(progress, "compiling the model and fitting every subject"):
+            v, objective, ok, n_ok, hessian = _fit_all(spec, *inputs)
     except RUNTIME_ERRORS:
         fallback = dataclasses.replace(spec, solver=fallback_solver(spec.solver))
         say(
             f"{type(spec.solver).__name__} failed on a trial point; "
             f"fitting again with {type(fallback.solver).__name__}"
         )
-        v, objective, ok, n_ok, hessian = _fit_all(fallback, *inputs)
+        with step(progress, f"fitting every subject with {type(fallback.solver).__name__}"):
+            v, objective, ok, n_ok, hessian = _fit_all(fallback, *inputs)
     v, hessian = np.asarray(v), np.asarray(hessian)
     covariance = np.full_like(hessian, np.nan)
     notes = []

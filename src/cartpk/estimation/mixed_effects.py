@@ -17,6 +17,7 @@ import diffrax as dfx
 import numpy as np
 
 from ..errors import CartpkError, ConvergenceError
+from ..progress import step
 from ..simulate import status_message
 from .objective import METHODS, Spec
 from .outer import Evaluator, Outcome, fallback_solver, minimise, scaling
@@ -94,21 +95,22 @@ def run_population(
     say(
         f"fitting {type(problem.layout.model).__name__} to {n} subjects "
         f"({int(np.asarray(problem.arrays.mask).sum())} observations) by "
-        f"{strategy.method.upper()}: {problem.layout.n_free} parameters "
-        "(the first evaluation compiles the model: a minute or more)"
+        f"{strategy.method.upper()}: {problem.layout.n_free} parameters"
     )
-    V, first = scaling(evaluator, problem.x0, problem.free_index, weights, z0)
+    with step(progress, "compiling the model and evaluating the OFV at the initial estimates"):
+        V, first = scaling(evaluator, problem.x0, problem.free_index, weights, z0)
     check_finite(problem, first)
-    outcome = minimise(
-        evaluator,
-        problem.x0[None],
-        V[None],
-        weights[None],
-        first["z"][None],
-        max_iter=strategy.max_iter,
-        tol=strategy.tol,
-        progress=say,
-    )
+    with step(progress, "minimising the OFV"):
+        outcome = minimise(
+            evaluator,
+            problem.x0[None],
+            V[None],
+            weights[None],
+            first["z"][None],
+            max_iter=strategy.max_iter,
+            tol=strategy.tol,
+            progress=say,
+        )
     x = outcome.x[0]
     final = evaluate_at(evaluator, x, V, weights, outcome.z[0])
     if not final["ofv"] <= outcome.ofv[0] + strategy.tol * max(1.0, abs(outcome.ofv[0])):
@@ -118,8 +120,8 @@ def run_population(
         final = better_modes(final, cold, weights)
     covariance = Covariance(None, None, None, "not requested")
     if strategy.se != "none" and np.isfinite(final["ofv"]):
-        say("covariance step (Hessian of the OFV by central differences of its gradient)")
-        covariance = covariance_step(evaluator, x, V, weights, final, strategy.fd_step)
+        with step(progress, "covariance step (R by central differences of the OFV gradient)"):
+            covariance = covariance_step(evaluator, x, V, weights, final, strategy.fd_step)
     return PopulationResult(
         problem=problem,
         spec=spec,

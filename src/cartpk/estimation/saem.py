@@ -47,6 +47,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..errors import CartpkError
+from ..progress import step, track
 from .mixed_effects import SE_METHODS, check_finite, covariance_step, evaluate_at
 from .objective import Spec, conditional, data_terms, predictions, residual_sd
 from .outer import Evaluator, scaling
@@ -456,7 +457,6 @@ def run_saem(
         f"({int(np.asarray(problem.arrays.mask).sum())} observations) by SAEM: {layout.n_free} "
         f"parameters, {chains} chain(s) per subject, {k1} + {k2} iterations"
         + (f", decreasing artificial variability on {', '.join(artificial)}" if artificial else "")
-        + " (the first ones compile the model: a minute or more)"
     )
     modes = np.array(
         [0] * strategy.kernels[0] + [1] * strategy.kernels[1] + [2] * (strategy.kernels[2] * k)
@@ -477,7 +477,8 @@ def run_saem(
     s_phi, s_sub2 = np.zeros((n, k)), np.zeros((n, k, k))
     history = []
     last_report = time.perf_counter()
-    for it in range(1, k1 + k2 + 1):
+    label = "SAEM iterations (the first compiles the model)"
+    for it in track(range(1, k1 + k2 + 1), progress, label):
         key, sub = jax.random.split(key)
         eta, value, rates = _mcmc(
             work_spec, arrays, jnp.asarray(x), jnp.asarray(eta), sub, jnp.asarray(modes),
@@ -537,18 +538,18 @@ def run_saem(
     z_mean = np.linalg.solve(chol, mean_eta.T).T
     extra = {"history": history, "chains": chains}
     if strategy.samples:
-        say(f"-2 log L by importance sampling ({strategy.samples} samples per subject)")
-        ll, ll_se = importance_sampling(
-            spec, arrays, x, mean_eta, cov_eta, chains, strategy.samples, key
-        )
+        with step(progress, f"-2 log L by importance sampling ({strategy.samples} per subject)"):
+            ll, ll_se = importance_sampling(
+                spec, arrays, x, mean_eta, cov_eta, chains, strategy.samples, key
+            )
         extra.update(ofv_importance_sampling=ll, ofv_importance_sampling_se=ll_se)
     covariance = None
     if strategy.se != "none":
-        say("covariance step by linearization (FOCE-I R matrix at the SAEM estimates)")
-        weights = np.ones(n)
-        V, first = scaling(evaluator, x, problem.free_index, weights, z_mean)
-        final = evaluate_at(evaluator, x, V, weights, first["z"])
-        covariance = covariance_step(evaluator, x, V, weights, final, strategy.fd_step)
+        with step(progress, "covariance step by linearization (FOCE-I R at the SAEM estimates)"):
+            weights = np.ones(n)
+            V, first = scaling(evaluator, x, problem.free_index, weights, z_mean)
+            final = evaluate_at(evaluator, x, V, weights, first["z"])
+            covariance = covariance_step(evaluator, x, V, weights, final, strategy.fd_step)
         z_mean = final["z"]
     return result_at(
         problem,

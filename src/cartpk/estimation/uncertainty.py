@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import CartpkError
+from ..progress import step
 from .outer import Evaluator, minimise
 from .results import PopulationResult
 
@@ -75,28 +76,30 @@ def profile(
     weights = np.ones(n)
     center = int(np.argmin(np.abs(grid - result.x[i])))
     rows: dict[int, dict] = {}
-    for path in (range(center, points), range(center, -1, -1)):
-        x_start, z_start = result.x, result.z  # walk outwards, warm-started by the neighbour
-        for j in path:
-            if j in rows:
-                x_start, z_start = rows[j]["x"], rows[j]["z"]
-                continue
-            x0 = x_start.copy()
-            x0[i] = grid[j]
-            outcome = minimise(
-                evaluator, x0[None], V[None], weights[None], z_start[None], max_iter=max_iter
-            )
-            x_start, z_start = outcome.x[0], outcome.z[0]
-            rows[j] = dict(
-                ofv=float(outcome.ofv[0]),
-                converged=bool(outcome.converged[0]),
-                x=x_start,
-                z=z_start,
-            )
-            if progress is not None:
-                progress(
-                    f"profile {parameter}: point {len(rows)}/{points}, OFV {rows[j]['ofv']:.3f}"
+    with step(progress, f"profile likelihood of {parameter}", points) as task:
+        for path in (range(center, points), range(center, -1, -1)):
+            x_start, z_start = result.x, result.z  # walk outwards, warm-started by the neighbour
+            for j in path:
+                if j in rows:
+                    x_start, z_start = rows[j]["x"], rows[j]["z"]
+                    continue
+                x0 = x_start.copy()
+                x0[i] = grid[j]
+                outcome = minimise(
+                    evaluator, x0[None], V[None], weights[None], z_start[None], max_iter=max_iter
                 )
+                x_start, z_start = outcome.x[0], outcome.z[0]
+                rows[j] = dict(
+                    ofv=float(outcome.ofv[0]),
+                    converged=bool(outcome.converged[0]),
+                    x=x_start,
+                    z=z_start,
+                )
+                task.advance()
+                if progress is not None:
+                    progress(
+                        f"profile {parameter}: point {len(rows)}/{points}, OFV {rows[j]['ofv']:.3f}"
+                    )
     values = [float(layout.from_scaled(parameter, jnp.asarray(g))) for g in grid]
     ofv = np.array([rows[j]["ofv"] for j in range(points)])
     best = min(result.ofv, float(np.min(ofv)))

@@ -14,6 +14,7 @@ import pandas as pd
 
 from ..endpoints import ENDPOINTS, band_frame, endpoint_table
 from ..models.blood_stroma_tumour import MODES
+from ..progress import step
 from ..regimen import stack_regimens
 from ..simulate import SimulationWarning, simulate_population
 from .spec import REFERENCE_WEIGHT_KG, Grid, Scenario
@@ -54,14 +55,15 @@ def run_scenario(
             f"{disease} setting: {len(arms)} arm(s) x {scenario.size} patients, batches of "
             f"{batch} (the first batch compiles the model: up to a few minutes)"
         )
-        done, total = 0, len(arms) * scenario.size
-        for group, start, stop in _batches(arms, scenario.size, per_arm, per_batch):
-            table, band = _run_chunk(scenario, model, group, start, stop, times, batch, n_events)
-            tables.append(table)
-            bands.append(band)
-            done += len(group) * (stop - start)
-            elapsed = time.perf_counter() - started
-            say(f"  simulations {done}/{total} ({100 * done / total:.0f} %), {elapsed:.0f} s")
+        label = f"{disease} setting: simulations"
+        with step(progress, label, len(arms) * scenario.size) as task:
+            for group, start, stop in _batches(arms, scenario.size, per_arm, per_batch):
+                table, band = _run_chunk(
+                    scenario, model, group, start, stop, times, batch, n_events
+                )
+                tables.append(table)
+                bands.append(band)
+                task.advance(len(group) * (stop - start))
     endpoints = pd.concat(tables, ignore_index=True)
     order = {a.name: i for i, a in enumerate(scenario.arms)}
     endpoints = endpoints.sort_values(
