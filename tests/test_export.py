@@ -20,6 +20,7 @@ import roadrunner_process
 
 import cartpk
 from cartpk import _optional
+from cartpk.cli import main
 from cartpk.commands import ResultsFolder
 from cartpk.estimation import MODELS, Exponential, Observation, Proportional
 from cartpk.export import _units, to_petab, to_sbml, trace
@@ -504,3 +505,38 @@ def test_petab_bad_options(options, message):
             **options,
         )
     assert message in str(error.value)
+
+
+# -- the command line ----------------------------------------------------------------------------
+
+
+def test_cli_exports_a_combined_model_as_the_library_does(tmp_path):
+    out = tmp_path / "sbml"
+    argv = ["export", "--model", "blood_stroma_tumour", "--therapy", "anti_vegf", "--out", str(out)]
+    assert main([*argv, "--init", "k_kill=0.5", "--quiet"]) == 0
+    model = cartpk.combine(cartpk.BloodStromaTumour(), AntiVEGF())
+    assert (out / "model.xml").read_text() == to_sbml(model, {"k_kill": 0.5})
+    assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "model.xml"]
+
+
+def test_cli_exports_the_petab_problem_of_a_dataset(tmp_path, petab):
+    data = tmp_path / "data.csv"
+    _petab_data().to_csv(data, index=False)
+    out = tmp_path / "petab"
+    argv = ["export", str(data), "--model", "one_compartment_oral", "--out", str(out)]
+    argv += ["--observable", "concentration", "--observable", "concentration"]
+    argv += ["--error", "exponential", "--error", "proportional", "--cmt", "1=depot"]
+    assert main([*argv, "--init", "cl=2.5", "--fix", "ka", "--quiet"]) == 0
+    folder = petab[0]
+    for name in ("model.xml", "conditions.tsv", "measurements.tsv", "parameters.tsv"):
+        assert (out / name).read_text() == (folder / name).read_text(), name
+    assert (out / "inputs" / "data.csv").read_bytes() == data.read_bytes()
+
+
+def test_cli_export_options_need_a_dataset(tmp_path, capsys):
+    argv = ["export", "--model", "multiphasic", "--error", "additive", "--out", str(tmp_path / "o")]
+    assert main(argv) == 2
+    assert capsys.readouterr().err == (
+        "error: --observable, --error, --unit and --fix need a dataset (PEtab)\n"
+    )
+    assert not (tmp_path / "o").exists()

@@ -5,7 +5,7 @@ Every command writes its results through :class:`ResultsFolder` (``_folder.py``)
 through :class:`Console` (``_console.py``).
 """
 
-from . import check, completion, demo, fit, nca, optimize, simulate
+from . import check, completion, demo, export, fit, nca, optimize, simulate
 from ._console import Console as Console
 from ._console import error_line as error_line
 from ._folder import SCHEMA as SCHEMA
@@ -14,4 +14,4 @@ from ._folder import versions as versions
 from .fit import save_fit as save_fit
 
 #: The commands in the order ``cartpk --help`` lists them.
-COMMANDS = (demo, simulate, optimize, check, nca, fit, completion)
+COMMANDS = (demo, simulate, optimize, check, nca, fit, export, completion)

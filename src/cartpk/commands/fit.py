@@ -75,11 +75,7 @@ def add_parser(commands) -> None:
         description=__doc__,
     )
     fit_.add_argument("data", help="NONMEM-style CSV (ID, TIME, DV, CENS/LLOQ, DVID, ...)")
-    fit_.add_argument(
-        "--model",
-        required=True,
-        help=f"a built-in model ({', '.join(MODELS)}) or path/file.py:Class",
-    )
+    add_model_options(fit_)
     add_dataset_options(fit_)
     fit_.add_argument("--out", required=True, help="results folder (created; see --force)")
     fit_.add_argument(
@@ -97,39 +93,6 @@ def add_parser(commands) -> None:
     )
     fit_.add_argument(
         "--force", action="store_true", help="replace an earlier cartpk results folder in --out"
-    )
-    fit_.add_argument(
-        "--observable",
-        action="append",
-        metavar="NAME",
-        help="observable of DVID 1, 2, ... (repeat; default: the model's first)",
-    )
-    fit_.add_argument(
-        "--error",
-        action="append",
-        choices=tuple(ERROR_MODELS),
-        help="residual error per observable (repeat, or once for all; default: exponential)",
-    )
-    fit_.add_argument(
-        "--unit",
-        action="append",
-        metavar="UNIT",
-        help="unit of the DV values of DVID 1, 2, ... (repeat, once per --observable; for "
-        "labels, e.g. cells/uL; default: none)",
-    )
-    fit_.add_argument(
-        "--fix",
-        action="append",
-        metavar="NAME[=VALUE]",
-        help="hold a parameter (theta, omega_NAME or sigma_NAME) at VALUE, in the model's unit, "
-        "or at its initial value (repeat; default: none fixed)",
-    )
-    fit_.add_argument(
-        "--init",
-        action="append",
-        metavar="NAME=VALUE",
-        help="initial value of a parameter, in the model's unit (natural scale; omegas and "
-        "sigmas as SDs) (repeat; default: the model's defaults)",
     )
     fit_.add_argument(
         "--omega",
@@ -151,18 +114,6 @@ def add_parser(commands) -> None:
         "exponential (exp(beta (cov - REF))), categorical (one beta per level other than REF) or "
         "regressor (the column is the parameter's value); REF: default the median or the most "
         "frequent level (repeat; default: none)",
-    )
-    fit_.add_argument(
-        "--cmt",
-        action="append",
-        metavar="CMT=STATE",
-        help="the model state a dose with this CMT value goes into, e.g. 1=depot (repeat; "
-        "default: the state named by the CMT value)",
-    )
-    fit_.add_argument(
-        "--ignore-doses",
-        action="store_true",
-        help="drop the dose records (for a model whose doses are its parameters, e.g. multiphasic)",
     )
     fit_.add_argument(
         "--solver",
@@ -234,6 +185,61 @@ def add_parser(commands) -> None:
         "--quiet", action="store_true", help="no progress messages (warnings are still printed)"
     )
     fit_.set_defaults(run=run)
+
+
+def add_model_options(parser) -> None:
+    """The model, what its observations are, its parameters' values and the doses' states
+    (``cartpk fit`` and ``cartpk export``)."""
+    parser.add_argument(
+        "--model",
+        required=True,
+        help=f"a built-in model ({', '.join(MODELS)}) or path/file.py:Class",
+    )
+    parser.add_argument(
+        "--observable",
+        action="append",
+        metavar="NAME",
+        help="observable of DVID 1, 2, ... (repeat; default: the model's first)",
+    )
+    parser.add_argument(
+        "--error",
+        action="append",
+        choices=tuple(ERROR_MODELS),
+        help="residual error per observable (repeat, or once for all; default: exponential)",
+    )
+    parser.add_argument(
+        "--unit",
+        action="append",
+        metavar="UNIT",
+        help="unit of the DV values of DVID 1, 2, ... (repeat, once per --observable; for "
+        "labels, e.g. cells/uL; default: none)",
+    )
+    parser.add_argument(
+        "--fix",
+        action="append",
+        metavar="NAME[=VALUE]",
+        help="hold a parameter (theta, omega_NAME or sigma_NAME) at VALUE, in the model's unit, "
+        "or at its initial value (repeat; default: none fixed)",
+    )
+    parser.add_argument(
+        "--init",
+        action="append",
+        metavar="NAME=VALUE",
+        help="initial value of a parameter, in the model's unit (natural scale; omegas and "
+        "sigmas as SDs) (repeat; default: the model's defaults)",
+    )
+    parser.add_argument(
+        "--cmt",
+        action="append",
+        metavar="CMT=STATE",
+        help="the model state a dose with this CMT value goes into, e.g. 1=depot (repeat; "
+        "default: the state named by the CMT value)",
+    )
+    parser.add_argument(
+        "--ignore-doses",
+        action="store_true",
+        help="drop the dose records (for a model whose doses are its parameters, e.g. multiphasic)",
+    )
 
 
 def _saem_iterations(text: str) -> tuple[int, int]:
@@ -639,6 +645,27 @@ def _compartments(items) -> dict | None:
 
 def options_from_args(args, model) -> dict:
     """:func:`~cartpk.fit` keyword arguments from parsed command-line options."""
+    omega = _pairs(args.omega, "--omega", need_value=False)
+    options = model_options(args, model)
+    variability = None
+    if omega:
+        initial = options["initial"]
+        variability = {
+            n: (v if v is not None else initial.get(f"omega_{n}", 0.3)) for n, v in omega.items()
+        }
+    return dict(
+        **options,
+        variability=variability,
+        block=args.block,
+        covariates=_covariates(args.covariate),
+        solver=SOLVERS[args.solver](),
+        rtol=args.rtol,
+    )
+
+
+def model_options(args, model) -> dict:
+    """The observations, initial values, fixed parameters and dose compartments of the options
+    :func:`add_model_options` adds."""
     observables = args.observable or [model_observables(model)[0]]
     errors = args.error or ["exponential"]
     if len(errors) == 1:
@@ -663,23 +690,12 @@ def options_from_args(args, model) -> dict:
     for name, value in fixed.items():
         if value is not None:
             initial[name] = value
-    omega = _pairs(args.omega, "--omega", need_value=False)
-    variability = None
-    if omega:
-        variability = {
-            n: (v if v is not None else initial.get(f"omega_{n}", 0.3)) for n, v in omega.items()
-        }
     return dict(
         observations=observations,
         initial=initial,
         fixed=list(fixed),
-        variability=variability,
-        block=args.block,
-        covariates=_covariates(args.covariate),
         compartments=_compartments(args.cmt),
         ignore_doses=args.ignore_doses,
-        solver=SOLVERS[args.solver](),
-        rtol=args.rtol,
     )
 
 

@@ -167,17 +167,18 @@ def bootstrap(
     draws = rng.integers(0, n, size=(replicates, n))
     weights = np.stack([np.bincount(d, minlength=n) for d in draws]).astype(float)
     evaluator = Evaluator(result.spec, result.problem.arrays)
-    outcome = minimise(
-        evaluator,
-        np.broadcast_to(result.x, (replicates, result.x.size)).copy(),
-        np.broadcast_to(result.V, (replicates,) + result.V.shape).copy(),
-        weights,
-        np.broadcast_to(result.z, (replicates,) + result.z.shape).copy(),
-        max_iter=max_iter,
-        tol=result.strategy.tol,
-        progress=progress,
-        label="bootstrap: ",
-    )
+    with step(progress, f"bootstrap: {replicates} refits as one batch (the first compiles)"):
+        outcome = minimise(
+            evaluator,
+            np.broadcast_to(result.x, (replicates, result.x.size)).copy(),
+            np.broadcast_to(result.V, (replicates,) + result.V.shape).copy(),
+            weights,
+            np.broadcast_to(result.z, (replicates,) + result.z.shape).copy(),
+            max_iter=max_iter,
+            tol=result.strategy.tol,
+            progress=progress,
+            label="bootstrap: ",
+        )
     names = layout.report_names()
     table = {"replicate": np.arange(replicates), "ofv": outcome.ofv, "converged": outcome.converged}
     scaled = np.stack([np.asarray(layout.report_scaled(jnp.asarray(x))) for x in outcome.x])
