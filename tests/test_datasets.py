@@ -13,6 +13,7 @@ from cartpk.errors import DatasetError
 
 EXPECTED = {
     "ciltacel_cartitude1_ck",
+    "clinical_response_targets",
     "kimmel2021_axicel_model_parameters",
     "lisocel_transcend_popck_parameters",
     "solid_tumor_car_t_kinetics",
