@@ -1,6 +1,15 @@
-"""Shared helpers of the therapy modules (exposure-response shapes and a generic mAb PK)."""
+"""Shared helpers of the therapy modules: exposure-response shapes, a generic mAb PK, and the
+relative-dose exposure state used where no population PK was retrieved.
+
+Drugs without a retrieved population PK use a first-order *exposure* state in relative dose units
+(``_REL``: 1 = one standard dose) that decays at the drug's elimination rate; effects saturate in
+that exposure. Where the literature gives no numbers the default is an assumption exposed as a
+parameter (``_NO_NUMBERS``); say so in any result that depends on it.
+"""
 
 from __future__ import annotations
+
+import math
 
 import jax.numpy as jnp
 
@@ -8,6 +17,9 @@ from ..parameters import Parameter, State
 
 #: Absolute tolerance for drug amounts (mg or µg) and relative therapy states.
 ATOL = 1e-9
+
+_NO_NUMBERS = "assumption: no published exposure-response for CAR-T; exposed for sensitivity"
+_REL = "dose"  # relative dose units: 1 = one standard dose
 
 
 def saturating(c, c50, hill=1.0):
@@ -29,6 +41,23 @@ def mab_parameters(prefix: str, drug: str, clearance: float, volume: float, sour
     return (
         Parameter(f"{prefix}_clearance", clearance, "L/d", f"{drug} clearance", source),
         Parameter(f"{prefix}_volume", volume, "L", f"{drug} volume of distribution", source),
+    )
+
+
+def _exposure_state(prefix: str, compartment: str, what: str) -> State:
+    """The relative exposure state ``{prefix}_exposure`` (1 = one standard dose)."""
+    return State(f"{prefix}_exposure", compartment, _REL, f"{what} exposure (1 = one dose)", ATOL)
+
+
+def _elimination(prefix: str, half_life_d: float, source: str) -> Parameter:
+    """First-order elimination rate ``{prefix}_k_el`` (1/d) of an exposure with half-life
+    ``half_life_d`` (d)."""
+    return Parameter(
+        f"{prefix}_k_el",
+        math.log(2) / half_life_d,
+        "1/d",
+        f"elimination rate of the exposure (t1/2 = {half_life_d:g} d)",
+        source,
     )
 
 
