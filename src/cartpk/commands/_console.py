@@ -29,7 +29,7 @@ class Console:
         """``live``: show long steps as live bars (default: when stdout is a terminal)."""
         self.quiet = quiet
         self.closed = False
-        self.live = sys.stdout.isatty() if live is None else live
+        self.live = _terminal() if live is None else live
         self._bars = None  # the rich Progress while a step is shown
 
     def __call__(self, line: str = "") -> None:
@@ -118,6 +118,13 @@ class Console:
             os.close(devnull)
         except (OSError, ValueError):
             pass
+
+
+def _terminal() -> bool:
+    try:
+        return sys.stdout.isatty()
+    except (AttributeError, ValueError):  # replaced by an object without it, or closed
+        return False
 
 
 class _Bar:
