@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .endpoints import band_table
+from .endpoints import EndpointOptions, band_table
 
 #: observable or endpoint -> axis label with its unit, and whether a log axis suits it.
 LABELS: dict[str, tuple[str, bool]] = {
@@ -112,15 +112,197 @@ def _draw_bands(
         ax.legend(fontsize=8)
 
 
+#: observables drawn with the persistence limit of circulating CAR-T (cells/µL), the limit
+#: :attr:`~cartpk.endpoints.EndpointOptions.persistence_limit_cells_per_ul` of ``persistence_d``.
+PERSISTENCE_OBSERVABLES = ("blood_cells_per_ul",)
+#: an endpoint whose values (all arms and patients) span less than this share of their largest
+#: magnitude is drawn as "no difference between arms" instead of a box plot.
+CONSTANT_SPREAD = 1e-6
+#: arm colours of the small multiples: matplotlib's tab10 without its grey (C7), which is the
+#: reference arm's.
+ARM_COLOURS = ("C0", "C1", "C2", "C3", "C4", "C5", "C6", "C8", "C9")
+#: colour of the reference arm's median in every panel of :func:`trajectories`.
+REFERENCE_COLOUR = "0.45"
+
+
+def _default_persistence_limit() -> float:
+    return EndpointOptions().persistence_limit_cells_per_ul
+
+
+def _persistence_label(limit: float) -> str:
+    return f"persistence (d with circulating CAR-T ≥ {limit:g} cell{'' if limit == 1 else 's'}/µL)"
+
+
+def _panel_grid(n: int) -> tuple[int, int]:
+    """``(rows, columns)`` of small multiples for ``n`` panels: one row up to 3 panels, 2 x 2
+    for 4, three columns up to 9, four beyond."""
+    cols = 2 if n == 4 else min(n, 3) if n <= 9 else 4
+    return -(-n // cols), cols
+
+
+def _short_number(value: float) -> str:
+    """A tick label: ``0.06``, ``30``, ``10000`` from 1e-3 to 1e5 (4 significant digits), else
+    ``1.5×10⁹`` style."""
+    if not np.isfinite(value) or value == 0:
+        return "0" if value == 0 else ""
+    if 1e-3 <= abs(value) < 1e5:
+        return f"{float(f'{value:.4g}'):f}".rstrip("0").rstrip(".")
+    mantissa, exponent = f"{value:.3e}".split("e")
+    mantissa = mantissa.rstrip("0").rstrip(".")
+    power = f"10^{{{int(exponent)}}}"
+    return f"${power}$" if mantissa in ("1", "-1") else rf"${mantissa}\times{power}$"
+
+
+def _log_formatter(minor: bool):
+    """matplotlib's log tick labels (which ticks are labelled) with :func:`_short_number`."""
+    from matplotlib.ticker import LogFormatter
+
+    class Short(LogFormatter):
+        def _num_to_string(self, x, vmin, vmax):
+            return _short_number(x)
+
+    return Short(labelOnlyBase=not minor)
+
+
+def _plain_numbers(ax, which: str) -> None:
+    """Tick labels without an offset or a multiplier ("1e-9 + 2.1e1", "1e9" at the axis end):
+    plain numbers (``1277.4``) on a linear axis within 1e-3 to 1e5, else each tick its own
+    power of ten (``1.5×10⁹``); short numbers on a log axis (``0.2``, ``30``, ``10⁸``). Call it
+    once the data are drawn (it looks at the axis limits)."""
+    from matplotlib.ticker import FuncFormatter, ScalarFormatter
+
+    axis = getattr(ax, f"{which}axis")
+    if getattr(ax, f"get_{which}scale")() == "log":
+        axis.set_major_formatter(_log_formatter(minor=False))
+        axis.set_minor_formatter(_log_formatter(minor=True))
+        return
+    largest = np.abs(getattr(ax, f"get_{which}lim")()).max()
+    if 1e-3 <= largest < 1e5:
+        formatter = ScalarFormatter(useOffset=False)
+        formatter.set_scientific(False)
+        axis.set_major_formatter(formatter)
+    else:
+        axis.set_major_formatter(FuncFormatter(lambda value, _: _short_number(value)))
+
+
 def trajectories(
-    bands: pd.DataFrame, observable: str, arms: Sequence[str] | None = None, title: str = ""
+    bands: pd.DataFrame,
+    observable: str,
+    arms: Sequence[str] | None = None,
+    title: str = "",
+    *,
+    reference: str | None = None,
+    persistence_limit: float | None = None,
 ):
-    """Median and 5-95 % band of one observable per arm (``trajectories.csv`` layout)."""
+    """Small multiples of one observable (``trajectories.csv`` layout): one panel per arm with
+    its median and 5-95 % band, and the reference arm's median in grey in every other panel.
+
+    The panels share their axes (log for cell counts); circulating CAR-T in cells/µL
+    (:data:`PERSISTENCE_OBSERVABLES`) carries the persistence limit as a dashed line.
+
+    Args:
+        bands: the band table (``arm, observable, time_d, p05, median, p95``).
+        observable: the observable to draw.
+        arms: the arms, in panel order (default: the table's, in order of appearance).
+        title: figure title (default: the observable and what the panels show).
+        reference: the arm drawn in grey for comparison (default: the first arm).
+        persistence_limit: limit of the ``persistence_d`` endpoint (cells/µL; default
+            :class:`~cartpk.endpoints.EndpointOptions`' 1 cell/µL).
+    """
+    from matplotlib.patches import Patch
+
+    from .errors import CartpkError
+
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(8, 5), constrained_layout=True)
+    data = bands[bands.observable == observable]
+    if data.empty:
+        known = ", ".join(dict.fromkeys(bands.observable)) or "none"
+        raise CartpkError(f"the band table has no rows of {observable!r} (it has: {known})")
+    arms = list(arms or dict.fromkeys(data.arm))
+    reference = arms[0] if reference is None else reference
     ylabel, log = _label(observable)
-    _draw_bands(ax, bands[bands.observable == observable], (ylabel, log), arms)
-    ax.set_title(title or f"{ylabel.split(' (')[0]}: median and 5-95 % band")
+    rows, cols = _panel_grid(len(arms))
+    fig, axes = plt.subplots(
+        rows,
+        cols,
+        figsize=(0.6 + 3.5 * cols, 0.9 + 2.7 * rows) if len(arms) > 1 else (8, 5),
+        sharex=True,
+        sharey=True,
+        squeeze=False,
+        constrained_layout=True,
+    )
+    panels = list(axes.flat[: len(arms)])
+    base = data[data.arm == reference]
+    limit = None
+    if observable in PERSISTENCE_OBSERVABLES:
+        limit = _default_persistence_limit() if persistence_limit is None else persistence_limit
+    for index, (ax, arm) in enumerate(zip(panels, arms, strict=True)):
+        group = data[data.arm == arm]
+        colour = ARM_COLOURS[index % len(ARM_COLOURS)]
+        if arm != reference and len(base):
+            ax.plot(base.time_d, base["median"], color=REFERENCE_COLOUR, lw=1.3, zorder=3)
+        ax.fill_between(group.time_d, group.p05, group.p95, color=colour, alpha=0.25, lw=0)
+        ax.plot(group.time_d, group["median"], color=colour, lw=1.8, zorder=4)
+        if not np.isfinite(group[["p05", "median", "p95"]].to_numpy(dtype=float)).any():
+            ax.text(0.5, 0.5, "no values", transform=ax.transAxes, ha="center", color="0.3")
+        ax.axvline(0.0, color="0.6", lw=0.8, ls=":")
+        if limit is not None:
+            text = f"persistence limit {limit:g} cell{'' if limit == 1 else 's'}/µL"
+            ax.axhline(limit, color="k", lw=0.9, ls="--", label=text)
+            ax.annotate(
+                text,
+                (1.0, limit),
+                xycoords=("axes fraction", "data"),
+                xytext=(-3, 2),
+                textcoords="offset points",
+                ha="right",
+                va="bottom",
+                fontsize=7,
+            )
+        ax.set_title(
+            f"{arm} (reference)" if arm == reference and len(arms) > 1 else arm, fontsize=9
+        )
+        ax.tick_params(which="both", labelsize=8)
+    values = data[["p05", "median", "p95"]].to_numpy(dtype=float)
+    positive = values[np.isfinite(values) & (values > 0)]
+    ax = panels[0]
+    if log and positive.size:
+        ax.set_yscale("log")  # shared: every panel
+        # six decades below the top: a trajectory decaying to 1e-30 cells says nothing more
+        bottom = max(positive.min(), 1e-6 * positive.max())
+        if limit is not None:
+            bottom = min(bottom, limit / 2)
+        ax.set_ylim(bottom=bottom)
+    else:
+        for panel in panels:
+            _plain_numbers(panel, "y")
+    for panel in panels:
+        _plain_numbers(panel, "x")
+    # units on every axis that shows tick labels: the lowest panel of each column, the first
+    # of each row (a row above a missing panel shows its time axis)
+    for index, panel in enumerate(panels):
+        if index + cols >= len(panels):
+            panel.xaxis.set_tick_params(labelbottom=True)
+            panel.set_xlabel("time after CAR-T infusion (d)", fontsize=8)
+        if index % cols == 0:
+            panel.set_ylabel(ylabel, fontsize=8)
+    for panel in axes.flat[len(arms) :]:
+        panel.set_visible(False)
+    what = ylabel.split(" (")[0]
+    if len(arms) > 1:
+        handles = [
+            plt.Line2D([], [], color="C0", lw=1.8, label="median of the arm"),
+            Patch(color="C0", alpha=0.25, label="5-95 % of patients"),
+            plt.Line2D([], [], color=REFERENCE_COLOUR, lw=1.3, label=f"{reference}: median"),
+        ]
+        if limit is not None:
+            handles.append(
+                plt.Line2D([], [], color="k", lw=0.9, ls="--", label="persistence limit")
+            )
+        fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), fontsize=8)
+        fig.suptitle(title or f"{what}: median and 5-95 % band per arm, {reference} in grey")
+    else:
+        ax.set_title(title or f"{what}: median and 5-95 % band ({arms[0]})")
     return fig
 
 
@@ -281,13 +463,39 @@ def tornado(table: pd.DataFrame, column: str | None = None, top: int | None = No
     return fig
 
 
-def endpoint_distributions(endpoints: pd.DataFrame, names: Sequence[str], by: str = "arm"):
-    """Box plots (5-95 % whiskers) of endpoints per arm, one panel per endpoint."""
+def endpoint_distributions(
+    endpoints: pd.DataFrame,
+    names: Sequence[str],
+    by: str = "arm",
+    *,
+    persistence_limit: float | None = None,
+):
+    """Box plots (5-95 % whiskers) of endpoints per arm, one panel per endpoint.
+
+    Endpoints without a finite value are left out (a note at the bottom names them); one whose
+    values span less than :data:`CONSTANT_SPREAD` of their magnitude across all arms is drawn
+    as the text "no difference between arms" rather than a box plot on a scale of rounding
+    errors. Tick labels are plain numbers (no offset).
+
+    Args:
+        endpoints: the endpoint table (``endpoints.csv``: one row per patient x arm).
+        names: the endpoint columns to draw (those missing from the table are skipped).
+        by: the column that groups the rows (one box per value).
+        persistence_limit: the limit of ``persistence_d`` for its axis label (cells/µL;
+            default :class:`~cartpk.endpoints.EndpointOptions`' 1 cell/µL).
+    """
     plt = _pyplot()
-    names = [n for n in names if n in endpoints]
     groups = list(dict.fromkeys(endpoints[by]))
-    cols = min(3, len(names))
-    rows = int(np.ceil(len(names) / cols))
+    columns = [n for n in names if n in endpoints]
+    finite = {
+        n: np.isfinite(pd.to_numeric(endpoints[n], errors="coerce").to_numpy(dtype=float)).any()
+        for n in columns
+    }
+    shown = [n for n in columns if finite[n]]
+    dropped = [n for n in columns if not finite[n]]
+    limit = _default_persistence_limit() if persistence_limit is None else persistence_limit
+    cols = max(1, min(3, len(shown)))
+    rows = max(1, int(np.ceil(len(shown) / cols)))
     fig, axes = plt.subplots(
         rows,
         cols,
@@ -295,36 +503,115 @@ def endpoint_distributions(endpoints: pd.DataFrame, names: Sequence[str], by: st
         constrained_layout=True,
         squeeze=False,
     )
-    for ax, name in zip(axes.flat, names, strict=False):
-        data = [endpoints.loc[endpoints[by] == g, name].to_numpy(dtype=float) for g in groups]
+    between = "arms" if by == "arm" else f"{by} groups"
+    for ax, name in zip(axes.flat, shown, strict=False):
+        data = [
+            pd.to_numeric(endpoints.loc[endpoints[by] == g, name], errors="coerce").to_numpy(
+                dtype=float
+            )
+            for g in groups
+        ]
         data = [d[np.isfinite(d)] for d in data]
         label, log = _label(name)
-        if any(len(d) for d in data):
-            ax.boxplot(data, orientation="horizontal", whis=(5, 95), showfliers=False, widths=0.6)
-            if log and all((d > 0).all() for d in data):
+        if name == "persistence_d":
+            label = _persistence_label(limit)
+        values = np.concatenate(data)
+        spread = values.max() - values.min()
+        filled = [i for i, d in enumerate(data) if len(d)]
+        if spread <= CONSTANT_SPREAD * np.abs(values).max():
+            text = f"no difference between {between}" if len(groups) > 1 else "one value"
+            ax.text(
+                0.5,
+                0.5,
+                f"{text}:\n{np.median(values):.6g} in every patient",
+                transform=ax.transAxes,
+                ha="center",
+                va="center",
+                fontsize=9,
+                color="0.25",
+            )
+            ax.set_xticks([])
+        else:
+            ax.boxplot(
+                [data[i] for i in filled],
+                positions=[i + 1 for i in filled],
+                orientation="horizontal",
+                whis=(5, 95),
+                showfliers=False,
+                widths=0.6,
+            )
+            if log and (values > 0).all():
                 ax.set_xscale("log")
-        ax.set_xlabel(label)
+            _plain_numbers(ax, "x")
+        for i, d in enumerate(data):
+            if not len(d):
+                ax.text(0.02, i + 1, "no values", transform=ax.get_yaxis_transform(), fontsize=7)
+        ax.set_xlabel(label, fontsize=9)
         ax.set_yticks(range(1, len(groups) + 1), groups if ax in axes[:, 0] else [""] * len(groups))
-        ax.tick_params(axis="y", labelsize=8)
+        ax.tick_params(axis="both", which="both", labelsize=8)
         ax.set_ylim(len(groups) + 0.5, 0.5)
-    for ax in axes.flat[len(names) :]:
+    if not shown:
+        axes[0, 0].text(
+            0.5,
+            0.5,
+            "no finite endpoint values",
+            transform=axes[0, 0].transAxes,
+            ha="center",
+            va="center",
+        )
+        axes[0, 0].set_axis_off()
+    for ax in axes.flat[max(1, len(shown)) :]:
         ax.set_visible(False)
+    if dropped:
+        names = ", ".join(_label(n)[0].split(" (")[0] for n in dropped)
+        fig.supxlabel(f"not shown, no finite values: {names}", fontsize=8, color="0.3")
     return fig
 
 
 def response_bars(summary: pd.DataFrame):
-    """Objective and complete response rates per arm (``summary.csv`` rows of all patients)."""
+    """Objective (CR + PR) and complete response rates per arm (``summary.csv`` rows of all
+    patients), each bar labelled with its rates; when no arm has a response the bars (of
+    width 0) are still labelled, and a note says so in place of the legend."""
     plt = _pyplot()
-    rows = summary[summary.subgroup == "all"]
-    fig, ax = plt.subplots(figsize=(7, 0.8 + 0.35 * len(rows)), constrained_layout=True)
+    rows = summary[summary.subgroup == "all"] if "subgroup" in summary else summary
+    objective = rows["objective_response_percent"].to_numpy(dtype=float)
+    complete = (
+        rows["complete_response_percent"].to_numpy(dtype=float)
+        if "complete_response_percent" in rows
+        else np.full(len(rows), np.nan)
+    )
+    fig, ax = plt.subplots(figsize=(7.5, 1.2 + 0.35 * len(rows)), constrained_layout=True)
     y = np.arange(len(rows))
-    ax.barh(y, rows["objective_response_percent"], color="C0", label="CR + PR")
-    ax.barh(y, rows["complete_response_percent"], color="C2", label="CR")
+    ax.barh(y, np.nan_to_num(objective), color="C0", label="CR + PR")
+    ax.barh(y, np.nan_to_num(complete), color="C2", label="CR")
+    for k, (orr, cr) in enumerate(zip(objective, complete, strict=True)):
+        text = "n/a" if np.isnan(orr) else f"{orr:.0f} %"
+        if np.isfinite(cr) and np.isfinite(orr):
+            text += f" (CR {cr:.0f} %)"
+        inside = orr > 75  # a long bar carries its label inside
+        x = orr - 1.0 if inside else np.nan_to_num(orr) + 1.0
+        style = {"ha": "right", "color": "white"} if inside else {"ha": "left"}
+        ax.text(x, k, text, va="center", fontsize=8, **style)
     ax.set_yticks(y, rows["arm"], fontsize=8)
-    ax.invert_yaxis()
+    ax.set_ylim(len(rows) - 0.5, -0.5)
     ax.set_xlim(0, 100)
     ax.set_xlabel("patients with response (%), RECIST-like best overall response")
-    ax.legend(fontsize=8)
+    finite = objective[np.isfinite(objective)]
+    if finite.size and (finite == 0).all():  # no bar to explain: a note instead of a legend
+        ax.text(
+            0.97,
+            0.5,
+            "no objective response in any arm:\nno patient's tumour diameter\n"
+            "falls 30 % below baseline",
+            transform=ax.transAxes,
+            ha="right",
+            va="center",
+            fontsize=9,
+            color="0.25",
+            bbox={"facecolor": "white", "edgecolor": "0.7"},
+        )
+    else:
+        fig.legend(*ax.get_legend_handles_labels(), loc="outside upper right", ncols=2, fontsize=8)
     return fig
 
 

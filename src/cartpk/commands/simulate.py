@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from .. import plots
@@ -108,17 +109,24 @@ def scenario_files(result: ScenarioResult, scenario: Scenario) -> dict:
         "summary.csv": _csv(result.summary),
         "trajectories.csv": _csv(result.trajectories),
     }
+    limit = scenario.outputs.persistence_limit_cells_per_ul
     for name in scenario.trajectories:
-        files[f"{name}.png"] = _figure(plots.trajectories, result.trajectories, name)
+        files[f"{name}.png"] = _figure(
+            plots.trajectories, result.trajectories, name, persistence_limit=limit
+        )
     files["endpoints.png"] = _figure(
-        plots.endpoint_distributions, result.endpoints, PLOTTED_ENDPOINTS
+        plots.endpoint_distributions, result.endpoints, PLOTTED_ENDPOINTS, persistence_limit=limit
     )
     if "objective_response_percent" in result.summary:
         files["response.png"] = _figure(plots.response_bars, result.summary)
     for subgroup in scenario.population.subgroup_names if scenario.population.subgroups else ():
         rows = result.endpoints[result.endpoints.subgroup == subgroup]
         files[f"endpoints_{_slug(subgroup)}.png"] = _figure(
-            plots.endpoint_distributions, rows, PLOTTED_ENDPOINTS, title=f"subgroup: {subgroup}"
+            plots.endpoint_distributions,
+            rows,
+            PLOTTED_ENDPOINTS,
+            title=f"subgroup: {subgroup}",
+            persistence_limit=limit,
         )
     if result.grid is not None:
         files["grid.csv"] = _csv(result.grid)
@@ -153,7 +161,8 @@ def _slug(text: str) -> str:
 
 
 def format_summary(summary: pd.DataFrame) -> str:
-    """A terminal table of the main endpoints (medians over patients, all subgroups)."""
+    """A terminal table of the main endpoints (medians over patients, all subgroups), then
+    what differs between the arms (:func:`explain_arms`)."""
     columns = {
         "cmax_cells_per_ul": ("Cmax", "{:.3g}"),
         "auc0_28_cells_per_ul_d": ("AUC0-28", "{:.3g}"),
@@ -163,7 +172,7 @@ def format_summary(summary: pd.DataFrame) -> str:
         "tumour_change_percent": ("tumour %", "{:+.0f}"),
         "objective_response_percent": ("ORR %", "{:.0f}"),
     }
-    rows = summary[summary.subgroup == "all"]
+    rows = _all_patients(summary)
     present = {c: v for c, v in columns.items() if f"{c}_median" in rows or c in rows}
     body = []
     for _, r in rows.iterrows():
@@ -182,4 +191,161 @@ def format_summary(summary: pd.DataFrame) -> str:
         "Cmax: cells/µL; AUC0-28: cells/µL·d; tumour AUC: cells·d; infiltr.: tumour/blood AUC; "
         "tumour %: change from baseline at the horizon; ORR: CR + PR"
     )
-    return "\n".join([line(header), line(["-" * w for w in widths]), *map(line, body), units])
+    table = [line(header), line(["-" * w for w in widths]), *map(line, body), units]
+    explanation = explain_arms(summary)
+    return "\n".join(table + ([""] + explanation if explanation else []))
+
+
+#: Endpoints compared arm by arm (:func:`explain_arms`): median column stem -> (name in the
+#: text, how two arms are compared: "ratio" of medians, "days" or "points" (percentage points)
+#: of difference, and for "points" the factor to percent: 100 for a fraction).
+COMPARED = {
+    "cmax_cells_per_ul": ("Cmax", "ratio", 1),
+    "auc0_28_cells_per_ul_d": ("AUC0-28", "ratio", 1),
+    "persistence_d": ("persistence", "days", 1),
+    "tumour_car_t_auc_cell_d": ("intratumoural CAR-T AUC", "ratio", 1),
+    "infiltration_ratio": ("infiltration ratio", "ratio", 1),
+    "exhausted_fraction_d28": ("exhausted fraction d28", "points", 100),
+    "tumour_nadir_percent": ("tumour nadir", "points", 1),
+    "tumour_change_percent": ("tumour change at horizon", "points", 1),
+}
+#: What a compared endpoint measures, for the line on a shared response.
+ASPECTS = {
+    "cmax_cells_per_ul": "CAR-T exposure",
+    "auc0_28_cells_per_ul_d": "CAR-T exposure",
+    "persistence_d": "CAR-T exposure",
+    "tumour_car_t_auc_cell_d": "CAR-T exposure",
+    "infiltration_ratio": "CAR-T exposure",
+    "exhausted_fraction_d28": "exhaustion",
+    "tumour_nadir_percent": "tumour growth",
+    "tumour_change_percent": "tumour growth",
+}
+#: Smallest difference worth a mention: ratio 1.02 (2 %), 1 d, 1 percentage point.
+SMALLEST = {"ratio": np.log(1.02), "days": 1.0, "points": 1.0}
+#: At most this many endpoints per arm in the arm-by-arm lines (the largest differences).
+MOST_DIFFERENT = 4
+#: arms explained line by line (a grid's further arms are in summary.csv)
+MOST_ARMS = 12
+
+
+def _all_patients(summary: pd.DataFrame) -> pd.DataFrame:
+    """The summary rows over all patients (not per subgroup)."""
+    return summary[summary.subgroup == "all"] if "subgroup" in summary else summary
+
+
+def _median(row: pd.Series, stem: str) -> float:
+    value = row.get(f"{stem}_median", row.get(stem, np.nan))
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return np.nan
+
+
+def _difference(stem: str, value: float, reference: float) -> tuple[float, str] | None:
+    """``(size, text)`` of how ``value`` differs from ``reference`` (medians of ``stem``), or
+    None below :data:`SMALLEST` or when either is missing. ``size`` ranks the differences on a
+    common scale: ``|ln ratio|`` of the CAR-T quantities and of the tumour burden relative to
+    baseline (``1 + change / 100``), the change in the share for the exhausted fraction."""
+    name, kind, scale = COMPARED[stem]
+    if not (np.isfinite(value) and np.isfinite(reference)):
+        return None
+    if kind == "ratio":
+        if value == reference:
+            return None
+        if value <= 0 or reference <= 0:
+            return np.inf, f"{name} {value:.3g} (vs {reference:.3g})"
+        ratio = value / reference
+        if abs(np.log(ratio)) < SMALLEST[kind]:
+            return None
+        return abs(np.log(ratio)), f"{name} x{_ratio_text(ratio)}"
+    delta = (value - reference) * scale
+    if abs(delta) < SMALLEST[kind]:
+        return None
+    if kind == "days":
+        size = abs(np.log(max(value, 1e-3) / max(reference, 1e-3)))
+        return size, f"{name} {delta:+.0f} d ({value:.0f} d)"
+    if scale == 1:  # a change of the tumour burden from baseline (%)
+        burden = [max(1 + v / 100, 1e-3) for v in (value, reference)]
+        size = abs(np.log(burden[0] / burden[1]))
+        return size, f"{name} {delta:+.0f} pp ({value:+.0f} %)"
+    return abs(delta) / 100, f"{name} {delta:+.0f} pp ({value * scale:.0f} %)"
+
+
+def _ratio_text(ratio: float) -> str:
+    """Two significant digits (three near 1, where x1.0 would hide a 2-5 % change)."""
+    if ratio >= 10:
+        return f"{ratio:.0f}"
+    return f"{ratio:.3g}" if 0.95 < ratio < 1.05 else f"{ratio:.2g}"
+
+
+def explain_arms(summary: pd.DataFrame) -> list[str]:
+    """What differs between the arms, in words: one line per arm after the first (the
+    reference) with the endpoints whose medians differ most from the reference's (ratio of
+    medians for CAR-T quantities, days of persistence, percentage points (pp) for tumour
+    change, nadir, exhausted fraction and response), and one line when every arm has the same
+    objective response. Endpoints missing from the summary are left out; no lines for one arm.
+    """
+    rows = _all_patients(summary)
+    if len(rows) < 2 or "arm" not in rows:
+        return []
+    reference = rows.iloc[0]
+    stems = [s for s in COMPARED if f"{s}_median" in rows or s in rows]
+    response = "objective_response_percent" in rows
+    lines = [
+        f"arm by arm, against {reference['arm']} (medians of patients; x: ratio, "
+        "pp: percentage points):"
+    ]
+    aspects = set()
+    for _, row in rows.iloc[1 : 1 + MOST_ARMS].iterrows():
+        found = []
+        for stem in stems:
+            difference = _difference(stem, _median(row, stem), _median(reference, stem))
+            if difference is not None:
+                found.append((difference[0], difference[1], stem))
+                aspects.add(ASPECTS[stem])
+        found.sort(key=lambda item: -item[0])
+        parts = [text for _, text, _ in found[:MOST_DIFFERENT]]
+        if len(found) > MOST_DIFFERENT:
+            parts.append(f"{len(found) - MOST_DIFFERENT} more (summary.csv)")
+        text = ", ".join(parts) or "no endpoint differs by 2 %, 1 d or 1 pp or more"
+        if response:
+            orr = _median(row, "objective_response_percent")
+            base = _median(reference, "objective_response_percent")
+            if not (np.isfinite(orr) and np.isfinite(base)):
+                text += "; objective response not available"
+            elif abs(orr - base) < 0.5:
+                text += f"; objective response unchanged ({orr:.0f} %)"
+            else:
+                text += f"; objective response {orr:.0f} % ({orr - base:+.0f} pp)"
+        lines.append(f"  {row['arm']}: {text}")
+    if len(rows) - 1 > MOST_ARMS:
+        lines.append(f"  ... and {len(rows) - 1 - MOST_ARMS} more arms (summary.csv)")
+    if response:
+        orr = rows["objective_response_percent"].to_numpy(dtype=float)
+        if np.isfinite(orr).all() and np.ptp(orr) < 1e-9:
+            lines.append(_same_response(orr[0], rows, aspects))
+    return lines
+
+
+def _same_response(orr: float, rows: pd.DataFrame, aspects: set) -> str:
+    """The line on a response every arm shares: what it means, and what differs instead."""
+    change = rows.get("tumour_change_percent_median")
+    no_tumour = change is None or not np.isfinite(change.to_numpy(dtype=float)).any()
+    if orr == 0:
+        meaning = (
+            "no patient in any arm reaches a partial response (tumour diameter 30 % below baseline)"
+        )
+    elif orr == 100 and no_tumour:
+        meaning = "without a tumour at baseline every patient counts as a complete response"
+    elif orr == 100:
+        meaning = "every patient in every arm responds"
+    else:
+        meaning = "the arms do not change how many patients respond"
+    order = ("CAR-T exposure", "exhaustion", "tumour growth")
+    found = [a for a in order if a in aspects]
+    if found:
+        listed = " and ".join([", ".join(found[:-1]), found[-1]] if len(found) > 1 else found)
+        differ = f"the arms differ in {listed} (above), not in response"
+    else:
+        differ = "the arms do not differ in the endpoints above either"
+    return f"every arm has the same objective response ({orr:.0f} %): {meaning}; {differ}"
