@@ -1,6 +1,5 @@
-"""libroadrunner in a process of its own. libroadrunner bundles its own LLVM; loaded into the
-test process next to XLA's, a later XLA compile can crash (segmentation fault or abort), so the
-test process never imports it: each call runs in one spawned worker shared by the session."""
+"""libroadrunner in a process of its own. libroadrunner bundles its own LLVM; the test process
+keeps only XLA's: each call runs in one spawned worker shared by the session."""
 
 from __future__ import annotations
 
