@@ -6,7 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from cartpk.commands.simulate import explain_arms, format_summary
+from cartpk.commands.simulate import explain_arms, format_summary, mechanisms
+from cartpk.scenario import bundled_scenario, load_scenario
+from cartpk.therapies import THERAPIES
 
 REFERENCE = {
     "cmax_cells_per_ul": 22.5,
@@ -136,3 +138,16 @@ def test_a_grid_of_many_arms_is_explained_for_the_first_twelve():
     lines = explain_arms(_summary(arms, response=[0.0] * 21))
     assert sum(line.startswith("  day ") for line in lines) == 12
     assert "  ... and 8 more arms (summary.csv)" in lines
+
+
+def test_each_arm_says_how_it_acts():
+    """The arm lines carry the descriptions of the arm's product and therapy modules."""
+    scenario = load_scenario(bundled_scenario("combinations"))
+    how = mechanisms(scenario)
+    assert "CAR-T alone" not in how
+    assert how["+ hyaluronidase 3 ug/kg 2x/wk"] == THERAPIES["hyaluronidase"].description
+    both = how["armoured + anti-VEGF + hyaluronidase"].split("; ")
+    assert both[0] == THERAPIES["ccl19_il7"].description
+    arms = {"CAR-T alone": {}, "+ hyaluronidase 3 ug/kg 2x/wk": {"infiltration_ratio": 0.2}}
+    lines = explain_arms(_summary(arms, response=[0.0, 0.0]), how)
+    assert lines[2] == f"    how: {THERAPIES['hyaluronidase'].description}"

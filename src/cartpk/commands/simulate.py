@@ -8,6 +8,7 @@ subgroup), ``trajectories.csv`` (population bands), ``grid.csv`` for a schedule 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ import pandas as pd
 
 from .. import plots
 from ..scenario import Scenario, ScenarioResult, load_scenario, run_scenario
+from ..therapies import THERAPIES
 from ._console import Console
 from ._folder import ResultsFolder
 
@@ -93,7 +95,7 @@ def simulate_to_folder(
             },
         )
     say("")
-    say(format_summary(result.summary))
+    say(format_summary(result.summary, mechanisms(scenario)))
     say("")
     say(
         f"{len(result.endpoints)} simulations in {result.seconds:.1f} s; results in {out}/ "
@@ -160,9 +162,23 @@ def _slug(text: str) -> str:
     return "".join(c if c.isalnum() else "_" for c in text).strip("_").lower()
 
 
-def format_summary(summary: pd.DataFrame) -> str:
+def mechanisms(scenario: Scenario) -> dict[str, str]:
+    """Arm -> how it acts: the description of its product and of each of its therapies (what
+    the therapy module changes), for the arms that differ from a conventional product alone."""
+    out = {}
+    for arm in scenario.arms:
+        names = [arm.product.kind] if arm.product.kind in THERAPIES else []
+        names += [course.name for course in arm.therapies]
+        described = [THERAPIES[n].description for n in dict.fromkeys(names) if n in THERAPIES]
+        if described:
+            out[arm.name] = "; ".join(d for d in described if d)
+    return out
+
+
+def format_summary(summary: pd.DataFrame, mechanisms: Mapping[str, str] | None = None) -> str:
     """A terminal table of the main endpoints (medians over patients, all subgroups), then
-    what differs between the arms (:func:`explain_arms`)."""
+    what differs between the arms (:func:`explain_arms`; ``mechanisms``: arm -> how it acts,
+    from :func:`mechanisms`)."""
     columns = {
         "cmax_cells_per_ul": ("Cmax", "{:.3g}"),
         "auc0_28_cells_per_ul_d": ("AUC0-28", "{:.3g}"),
@@ -192,7 +208,7 @@ def format_summary(summary: pd.DataFrame) -> str:
         "tumour %: change from baseline at the horizon; ORR: CR + PR"
     )
     table = [line(header), line(["-" * w for w in widths]), *map(line, body), units]
-    explanation = explain_arms(summary)
+    explanation = explain_arms(summary, mechanisms)
     return "\n".join(table + ([""] + explanation if explanation else []))
 
 
@@ -278,7 +294,7 @@ def _ratio_text(ratio: float) -> str:
     return f"{ratio:.3g}" if 0.95 < ratio < 1.05 else f"{ratio:.2g}"
 
 
-def explain_arms(summary: pd.DataFrame) -> list[str]:
+def explain_arms(summary: pd.DataFrame, mechanisms: Mapping[str, str] | None = None) -> list[str]:
     """What differs between the arms, in words: one line per arm after the first (the
     reference) with the endpoints whose medians differ most from the reference's (ratio of
     medians for CAR-T quantities, days of persistence, percentage points (pp) for tumour
@@ -318,6 +334,8 @@ def explain_arms(summary: pd.DataFrame) -> list[str]:
             else:
                 text += f"; objective response {orr:.0f} % ({orr - base:+.0f} pp)"
         lines.append(f"  {row['arm']}: {text}")
+        if mechanisms and mechanisms.get(row["arm"]):
+            lines.append(f"    how: {mechanisms[row['arm']]}")
     if len(rows) - 1 > MOST_ARMS:
         lines.append(f"  ... and {len(rows) - 1 - MOST_ARMS} more arms (summary.csv)")
     if response:
