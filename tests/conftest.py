@@ -2,6 +2,7 @@
 tests reuse one output grid and one regimen shape per model."""
 
 import gc
+import os
 
 import jax
 import jax.numpy as jnp
@@ -48,3 +49,10 @@ def _free_compiled_code():
     yield
     jax.clear_caches()
     gc.collect()
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _compilation_cache(tmp_path_factory):
+    """The command line's compilation cache (``cartpk.cache``) in a folder of this test session,
+    not the user's: command-line runs in subprocesses share it."""
+    os.environ["CARTPK_CACHE_DIR"] = str(tmp_path_factory.mktemp("compilation-cache"))

@@ -24,6 +24,7 @@ cartpk computes in float64: call :func:`enable_x64` once before use.
 """
 
 from . import estimation, export, nca, plots, sensitivity, units
+from .cache import enable_compilation_cache
 from .channels import CHANNELS
 from .datasets import list_datasets, load_dataset
 from .endpoints import ENDPOINTS, EndpointOptions, endpoint_table
@@ -126,6 +127,7 @@ __all__ = [
     "Status",
     "State",
     "combine",
+    "enable_compilation_cache",
     "enable_x64",
     "estimation",
     "export",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import re
 import sys
+import warnings
 from collections.abc import Sequence
 
 from .errors import CartpkError, Terminated
@@ -98,9 +99,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .commands import error_line
 
     args = build_parser().parse_args(argv)
+    from .cache import enable_compilation_cache
+    from .commands import Console
     from .precision import enable_x64
 
     enable_x64()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        enable_compilation_cache()
+    for warning in caught:
+        Console().warning(warning.message)
     try:
         args.run(args)
     except (CartpkError, OSError) as error:
