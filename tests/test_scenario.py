@@ -203,4 +203,6 @@ def test_example_scenarios_are_valid(path):
     results = Path(__file__).parents[1] / "docs" / "scenario_results" / path.stem
     summary = pd.read_csv(results / "summary.csv")
     assert list(dict.fromkeys(summary.arm)) == [a.name for a in scenario.arms]
-    assert (results / "scenario.toml").read_bytes() == path.read_bytes()
+    recorded = json.loads((results / "manifest.json").read_text())["inputs"]["scenario"]
+    copy = results / recorded.get("copy", "scenario.toml")  # inputs/scenario.toml, or older
+    assert copy.read_bytes() == path.read_bytes()
