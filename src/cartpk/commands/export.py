@@ -21,11 +21,11 @@ from ..therapies import THERAPIES, combine
 from ._console import Console
 from ._folder import ResultsFolder
 from .fit import (
-    _save_model_file,
     add_dataset_options,
     add_model_options,
     dataset_options,
     model_options,
+    save_model_file,
 )
 
 
@@ -68,7 +68,7 @@ def run(args: argparse.Namespace) -> None:
         say.showing_warnings() as shown,
     ):
         model = load_model(args.model)
-        _save_model_file(results, model)
+        save_model_file(results, model)
         if args.therapy:
             model = combine(model, *(THERAPIES[name]() for name in args.therapy))
         options = model_options(args, model)

@@ -272,7 +272,7 @@ def run(args: argparse.Namespace) -> None:
     ):
         content = results.read_input("data", args.data, suffix=".csv")
         model = load_model(args.model)
-        model_file = _save_model_file(results, model)
+        model_file = save_model_file(results, model)
         options = options_from_args(args, model)
         data = read_nonmem(content, name=args.data, compartments=options["compartments"], **reading)
         problem = build_problem(model, data, **_problem_options(options))
@@ -343,7 +343,7 @@ def save_fit(
     with ResultsFolder(out, command="cartpk fit", force=force) as results:
         if data is not None:
             results.read_input("data", data, suffix=".csv")
-        model_file = _save_model_file(results, result.problem.layout.model)
+        model_file = save_model_file(results, result.problem.layout.model)
         tables, figures, summary = fit_outputs(
             result,
             vpc_replicates=vpc_replicates,
@@ -535,7 +535,7 @@ def _check_replicates(replicates: int, problem) -> None:
         )
 
 
-def _save_model_file(results: ResultsFolder, model) -> str | None:
+def save_model_file(results: ResultsFolder, model) -> str | None:
     """Copy a user model's source file to ``inputs/model.py`` (so that the fit reloads)."""
     reference = model_reference(model)
     if not reference.get("file"):

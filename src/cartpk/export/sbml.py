@@ -316,32 +316,17 @@ def document(
         given = dict(dose_values or {})
         for k in range(1, doses.n_events + 1):
             names = doses.names(k)
-            _parameter(
-                sbml,
-                names["time"],
-                given.get(names["time"], 0.0),
-                True,
-                time_unit,
-                f"time of dose event {k}",
-            )
-            for s, pid in names["bolus"].items():
-                _parameter(
-                    sbml,
-                    pid,
-                    given.get(pid, 0.0),
-                    True,
-                    units.id(unit_of[s]),
-                    f"bolus into {s} at dose event {k}",
-                )
-            for s, pid in names["rate"].items():
-                _parameter(
-                    sbml,
-                    pid,
-                    given.get(pid, 0.0),
-                    True,
-                    rate_unit[s],
-                    f"infusion rate into {s} from dose event {k}",
-                )
+            declared = [(names["time"], time_unit, f"time of dose event {k}")]
+            declared += [
+                (pid, units.id(unit_of[s]), f"bolus into {s} at dose event {k}")
+                for s, pid in names["bolus"].items()
+            ]
+            declared += [
+                (pid, rate_unit[s], f"infusion rate into {s} from dose event {k}")
+                for s, pid in names["rate"].items()
+            ]
+            for pid, unit, what in declared:
+                _parameter(sbml, pid, given.get(pid, 0.0), True, unit, what)
             when = given.get(names["time"], 0.0)
             _events(
                 sbml,
